@@ -1,0 +1,39 @@
+# archangel — build, test and demo targets. `make demo` and `make test` are
+# the two commands of the README; both install what they need first.
+GO      ?= go
+BIN     := bin/archangel
+PKGS    := ./...
+export CGO_ENABLED := 1
+
+.PHONY: all setup build static demo test test-short bench fuzz vet clean
+
+all: build
+
+setup:
+	bash scripts/setup.sh
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/archangel
+
+# A static binary: libseccomp.a ships in libseccomp-dev.
+static:
+	$(GO) build -trimpath -tags osusergo,netgo -ldflags '-linkmode external -extldflags "-static"' -o $(BIN)-static ./cmd/archangel
+
+# The main job: a real command under the embedded default profile.
+demo: setup build
+	./$(BIN) run -- sh -c 'echo "hello from $$(uname -sr) under archangel"; ls / | head -3; python3 -c "import os; print(\"python sees pid\", os.getpid())"; git --version'
+
+test: setup vet
+	$(GO) test -count=1 -timeout 15m $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./supervisor ./filter ./integration
+
+fuzz: setup
+	$(GO) test -run '^$$' -fuzz FuzzParseProfile -fuzztime 30s ./profiles
+
+clean:
+	rm -rf bin

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/archangel-sandbox/archangel/filter"
+	"github.com/archangel-sandbox/archangel/profiles"
+	"github.com/archangel-sandbox/archangel/supervisor"
+)
+
+// Globals are flags every command takes.
+type Globals struct {
+	LogLevel  string `help:"Diagnostics level on stderr: debug, info, warn, error." default:"warn" enum:"debug,info,warn,error"`
+	LogFormat string `help:"Diagnostics format: text or json." default:"text" enum:"text,json"`
+
+	stdout, stderr io.Writer
+}
+
+type cli struct {
+	Globals
+
+	Run      runCmd      `cmd:"" help:"Run a command under a profile."`
+	Profile  profileCmd  `cmd:"" help:"Check and compile profiles."`
+	Syscalls syscallsCmd `cmd:"" help:"List the system calls and @groups profiles may name."`
+}
+
+// exitStatus carries a command's exit status through kong's error return.
+type exitStatus struct {
+	code int
+	err  error // already reported when nil
+}
+
+func (e *exitStatus) Error() string {
+	if e.err != nil {
+		return e.err.Error()
+	}
+	return fmt.Sprintf("exit status %d", e.code)
+}
+
+type kongExit int
+
+// run is all of main, minus os.Exit: tests call it with buffers.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
+	var c cli
+	c.stdout, c.stderr = stdout, stderr
+	parser, err := kong.New(&c,
+		kong.Name("archangel"),
+		kong.Description("Run commands under a seccomp-BPF filter generated from a profile, supervised through user notification."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(kongExit(code)) }),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "archangel: %v\n", err)
+		return supervisor.ExitFailure
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			k, ok := r.(kongExit)
+			if !ok {
+				panic(r)
+			}
+			code = int(k)
+			if code != 0 {
+				code = supervisor.ExitFailure // usage errors are archangel's own
+			}
+		}
+	}()
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "archangel: %v\n", err)
+		return supervisor.ExitFailure
+	}
+	logger := newLogger(&c.Globals, stderr)
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	err = kctx.Run(&c.Globals, logger)
+	if err == nil {
+		return 0
+	}
+	var es *exitStatus
+	if errors.As(err, &es) {
+		if es.err != nil {
+			fmt.Fprintf(stderr, "archangel: %v\n", es.err)
+		}
+		return es.code
+	}
+	fmt.Fprintf(stderr, "archangel: %v\n", err)
+	return supervisor.ExitCode(err)
+}
+
+func newLogger(g *Globals, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(g.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if g.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+type runCmd struct {
+	Profile string   `short:"p" help:"Profile name (built-in, /etc/archangel/profiles, ~/.config/archangel/profiles) or TOML file." default:"default"`
+	Mode    string   `help:"Override the profile's mode: enforce (verdicts are carried out) or audit (decided and recorded, nothing blocked)." enum:"enforce,audit," default:""`
+	Events  string   `help:"Append a JSON-lines record of every supervisor decision to FILE." type:"path" placeholder:"FILE"`
+	Summary bool     `help:"Print the end-of-run summary on stderr." default:"true" negatable:""`
+	Command []string `arg:"" passthrough:"" help:"Command and arguments (after --)."`
+}
+
+func (r *runCmd) Run(g *Globals, logger *slog.Logger) error {
+	args := r.Command
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
+	if len(args) == 0 {
+		return &exitStatus{code: supervisor.ExitFailure, err: errors.New("run: no command given (usage: archangel run [flags] -- COMMAND [ARGS...])")}
+	}
+	p, err := profiles.Load(r.Profile)
+	if err != nil {
+		return &exitStatus{code: supervisor.ExitFailure, err: err}
+	}
+	mode := p.Mode
+	if r.Mode != "" {
+		if err := mode.UnmarshalText([]byte(r.Mode)); err != nil {
+			return &exitStatus{code: supervisor.ExitFailure, err: err}
+		}
+	}
+	prog, err := filter.Compile(p, filter.Options{Arch: filter.ArchAMD64, Mode: mode})
+	if err != nil {
+		return &exitStatus{code: supervisor.ExitFailure, err: fmt.Errorf("compile profile %q: %w", p.Name, err)}
+	}
+	cmd := supervisor.Command(prog, p, args[0], args[1:]...)
+	cmd.Mode = mode
+	cmd.Logger = logger
+	cmd.ForwardSignals = true
+	if r.Events != "" {
+		f, err := os.OpenFile(r.Events, os.O_WRONLY|os.O_CREATE|os.O_APPEND|os.O_CLOEXEC, 0o600)
+		if err != nil {
+			return &exitStatus{code: supervisor.ExitFailure, err: fmt.Errorf("open event log: %w", err)}
+		}
+		defer f.Close()
+		cmd.Events = f
+	}
+	res, err := cmd.Run()
+	if r.Summary && res.Stats != nil {
+		res.Stats.Snapshot().WriteSummary(g.stderr)
+	}
+	if err != nil {
+		return &exitStatus{code: supervisor.ExitCode(err), err: err}
+	}
+	if res.ExitCode != 0 {
+		return &exitStatus{code: res.ExitCode}
+	}
+	return nil
+}
+
+type profileCmd struct {
+	Check   profileCheckCmd   `cmd:"" help:"Validate a profile; errors name file:line:col."`
+	Compile profileCompileCmd `cmd:"" help:"Show the BPF program the kernel will run."`
+}
+
+type profileCheckCmd struct {
+	Profile string `arg:"" help:"Profile name or TOML file."`
+}
+
+func (c *profileCheckCmd) Run(g *Globals) error {
+	p, err := profiles.Load(c.Profile)
+	if err != nil {
+		return &exitStatus{code: 1, err: err}
+	}
+	prog, err := filter.Compile(p, filter.Options{Arch: filter.ArchAMD64, Mode: p.Mode})
+	if err != nil {
+		return &exitStatus{code: 1, err: fmt.Errorf("compile profile %q: %w", p.Name, err)}
+	}
+	fmt.Fprintf(g.stdout, "%s: ok: profile %q (%s), %d rules, %d BPF instructions, sources %s\n",
+		c.Profile, p.Name, p.Mode, len(p.Rules), len(prog.Insns), strings.Join(p.Sources, " <- "))
+	return nil
+}
+
+type profileCompileCmd struct {
+	Profile string `arg:"" help:"Profile name or TOML file."`
+	Format  string `help:"Output: text (disassembly) or bpf (raw struct sock_filter array)." enum:"text,bpf" default:"text"`
+	Mode    string `help:"Compile for this mode instead of the profile's." enum:"enforce,audit," default:""`
+}
+
+func (c *profileCompileCmd) Run(g *Globals) error {
+	p, err := profiles.Load(c.Profile)
+	if err != nil {
+		return &exitStatus{code: 1, err: err}
+	}
+	mode := p.Mode
+	if c.Mode != "" {
+		_ = mode.UnmarshalText([]byte(c.Mode))
+	}
+	prog, err := filter.Compile(p, filter.Options{Arch: filter.ArchAMD64, Mode: mode})
+	if err != nil {
+		return &exitStatus{code: 1, err: fmt.Errorf("compile profile %q: %w", p.Name, err)}
+	}
+	if c.Format == "bpf" {
+		_, err := g.stdout.Write(prog.Bytes())
+		return err
+	}
+	return prog.WriteText(g.stdout)
+}
+
+type syscallsCmd struct {
+	Group  string `help:"List the members of one @group." placeholder:"@NAME"`
+	Groups bool   `help:"List the @groups."`
+}
+
+func (c *syscallsCmd) Run(g *Globals) error {
+	switch {
+	case c.Group != "":
+		name := c.Group
+		if !strings.HasPrefix(name, "@") {
+			name = "@" + name
+		}
+		members, ok := profiles.Group(name)
+		if !ok {
+			return &exitStatus{code: 1, err: fmt.Errorf("unknown group %q\n\thint: `archangel syscalls --groups` lists them", name)}
+		}
+		for _, m := range members {
+			nr, _ := profiles.SyscallNr(m)
+			fmt.Fprintf(g.stdout, "%4d %s\n", nr, m)
+		}
+	case c.Groups:
+		for _, name := range profiles.GroupNames() {
+			members, _ := profiles.Group(name)
+			fmt.Fprintf(g.stdout, "%-20s %d\n", name, len(members))
+		}
+	default:
+		for _, name := range profiles.SyscallNames() {
+			nr, _ := profiles.SyscallNr(name)
+			fmt.Fprintf(g.stdout, "%4d %s\n", nr, name)
+		}
+	}
+	return nil
+}

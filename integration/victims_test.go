@@ -1,0 +1,169 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/archangel-sandbox/archangel/profiles"
+)
+
+// runVictim is the test binary acting as a sandboxed program. Each victim
+// prints what it observed on stdout for the test to check.
+func runVictim(name string, args []string) int {
+	switch name {
+	case "exit":
+		code, _ := strconv.Atoi(args[0])
+		return code
+	case "selfsignal":
+		n, _ := strconv.Atoi(args[0])
+		_ = unix.Kill(os.Getpid(), unix.Signal(n))
+		time.Sleep(5 * time.Second)
+		return 1
+	case "errno":
+		// errno NAME...: call each system call with zero arguments and
+		// print how it ended.
+		for _, sc := range args {
+			fmt.Println(callByName(sc))
+		}
+		return 0
+	case "fork":
+		// fork VICTIM ARGS...: run a child victim and relay its output.
+		cmd := exec.Command(os.Args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), "ARCHANGEL_VICTIM="+args[0])
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Println("child:", err)
+			return 1
+		}
+		return 0
+	case "threads":
+		// threads N M: N OS threads, each making M notified getppid calls.
+		return threads(atoi(args[0]), atoi(args[1]))
+	case "gostress":
+		return gostress(time.Duration(atoi(args[0])) * time.Millisecond)
+	case "sleeper":
+		fmt.Println("ready")
+		time.Sleep(time.Minute)
+		return 0
+	case "deathprobe":
+		// deathprobe FILE: start a grandchild that keeps making a notified
+		// call, then sleep; the test kills the supervisor.
+		cmd := exec.Command(os.Args[0], "notifyloop", args[0])
+		cmd.Env = append(os.Environ(), "ARCHANGEL_VICTIM=notifyloop")
+		cmd.Args = []string{os.Args[0], args[0]}
+		if err := cmd.Start(); err != nil {
+			fmt.Println("start grandchild:", err)
+			return 1
+		}
+		fmt.Printf("grandchild %d\n", cmd.Process.Pid)
+		time.Sleep(time.Minute)
+		return 0
+	case "notifyloop":
+		// Detach from the parent so that its death does not end us, then
+		// make the notified call until it fails.
+		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0)
+		for i := 0; i < 3000; i++ {
+			_, _, e := unix.Syscall(unix.SYS_GETPPID, 0, 0, 0)
+			if e != 0 {
+				_ = os.WriteFile(args[0], []byte(errnoName(e)), 0o644)
+				return 0
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		_ = os.WriteFile(args[0], []byte("never failed"), 0o644)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "unknown victim %q\n", name)
+	return 2
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+func callByName(name string) string {
+	nr, ok := profiles.SyscallNr(name)
+	if !ok {
+		return name + ": unknown"
+	}
+	r, _, e := unix.Syscall6(uintptr(nr), 0, 0, 0, 0, 0, 0)
+	if e != 0 {
+		return fmt.Sprintf("%s: errno=%s", name, errnoName(e))
+	}
+	return fmt.Sprintf("%s: ret=%d", name, r)
+}
+
+func errnoName(e syscall.Errno) string {
+	if n := unix.ErrnoName(e); n != "" {
+		return n
+	}
+	return strconv.Itoa(int(e))
+}
+
+func threads(n, m int) int {
+	var wg sync.WaitGroup
+	var ok, bad atomic.Int64
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			for j := 0; j < m; j++ {
+				r, _, e := unix.RawSyscall(unix.SYS_GETPPID, 0, 0, 0)
+				if e == 0 && int(r) > 0 {
+					ok.Add(1)
+				} else {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("threads ok=%d bad=%d\n", ok.Load(), bad.Load())
+	if bad.Load() != 0 {
+		return 1
+	}
+	return 0
+}
+
+// gostress keeps the Go runtime busy (GC, preemption signals, many
+// goroutines) while goroutines make notified calls: without
+// WAIT_KILLABLE_RECV, SIGURG would restart those calls forever.
+func gostress(d time.Duration) int {
+	deadline := time.Now().Add(d)
+	var calls, bad atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var sink [][]byte
+			for time.Now().Before(deadline) {
+				_, _, e := unix.Syscall(unix.SYS_GETPPID, 0, 0, 0)
+				if e != 0 {
+					bad.Add(1)
+				}
+				calls.Add(1)
+				sink = append(sink, make([]byte, 4096))
+				if len(sink) > 256 {
+					sink = nil
+					runtime.GC()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("gostress calls=%d bad=%d\n", calls.Load(), bad.Load())
+	if bad.Load() != 0 || calls.Load() == 0 {
+		return 1
+	}
+	return 0
+}

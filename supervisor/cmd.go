@@ -1,0 +1,456 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/archangel-sandbox/archangel/filter"
+	"github.com/archangel-sandbox/archangel/internal/kernel"
+	"github.com/archangel-sandbox/archangel/profiles"
+)
+
+// Exit statuses archangel uses for its own failures (STYLE.md "CLI").
+const (
+	ExitFailure     = 125 // archangel itself failed (bad profile, launch error)
+	ExitCannotExec  = 126 // the command exists but cannot be executed
+	ExitNotFound    = 127 // the command was not found
+	exitSignalsBase = 128 // a command killed by signal N exits 128+N
+)
+
+// ExitError is a launch failure that maps to an exit status.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// Cmd is a command to run under a compiled program, in the manner of
+// os/exec.Cmd: set the fields, then Start and Wait, or Run.
+type Cmd struct {
+	Program *filter.Program
+	Profile *profiles.Profile
+	Mode    profiles.Mode // enforce or audit; must match the mode Program was compiled for
+
+	Path string   // resolved by Command with exec.LookPath
+	Args []string // Args[0] is the command name as given
+	Env  []string // nil: the current environment
+	Dir  string
+
+	// Stdin, Stdout and Stderr are passed to the target as they are (a
+	// terminal stays a terminal). nil means the corresponding os.Std*.
+	Stdin, Stdout, Stderr *os.File
+
+	Logger *slog.Logger // nil discards
+	Events io.Writer    // JSON-lines event log; nil: none
+
+	// ShimPath is the binary re-executed as the launcher shim; it must call
+	// RunShimIfRequested. Empty: this executable.
+	ShimPath string
+
+	// ForwardSignals, when set, relays SIGINT, SIGTERM, SIGHUP and SIGQUIT
+	// received by this process to the target.
+	ForwardSignals bool
+
+	proc     *os.Process
+	pid      int
+	sup      *Supervisor
+	execErr  chan error
+	lookErr  error
+	waitOnce sync.Once
+	result   Result
+	waitErr  error
+	sigc     chan os.Signal
+	fgTTY    int // the terminal whose foreground we handed to the target, or -1
+
+	handshakeStart time.Time
+}
+
+// Command returns a Cmd that runs name with args under prog. A name
+// without a slash is looked up in PATH now; a lookup failure is reported by
+// Start as an *ExitError with status 127 (or 126 for a file that is not
+// executable).
+func Command(prog *filter.Program, p *profiles.Profile, name string, args ...string) *Cmd {
+	c := &Cmd{Program: prog, Profile: p, Args: append([]string{name}, args...), fgTTY: -1}
+	if prog != nil {
+		c.Mode = prog.Mode
+	}
+	c.Path, c.lookErr = lookPath(name)
+	return c
+}
+
+func lookPath(name string) (string, error) {
+	path, err := exec.LookPath(name)
+	if err == nil {
+		if abs, aerr := filepath.Abs(path); aerr == nil {
+			path = abs
+		}
+		return path, nil
+	}
+	var code = ExitNotFound
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, exec.ErrNotFound) && strings.Contains(name, "/") && fileExists(name) {
+		code = ExitCannotExec
+	}
+	return "", &ExitError{Code: code, Err: fmt.Errorf("%s: %w", name, err)}
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// Result is how the target ended.
+type Result struct {
+	ExitCode int            // 0..255; 128+N for a signal
+	Signal   syscall.Signal // the signal that killed it, or 0
+	Stats    *Stats         // the supervisor's figures for the run
+}
+
+// Start launches the target: shim, filter, listener hand-off, supervisor,
+// go-ahead. When it returns nil the target is running (or has failed to
+// exec, which Wait reports as status 126/127).
+func (c *Cmd) Start() error {
+	if c.lookErr != nil {
+		return c.lookErr
+	}
+	if c.Program == nil || c.Profile == nil {
+		return &ExitError{Code: ExitFailure, Err: errors.New("start: Cmd needs a Program and a Profile")}
+	}
+	if err := kernel.ProbeUserNotif(); err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	logger := c.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	shim := c.ShimPath
+	if shim == "" {
+		shim = "/proc/self/exe"
+	}
+	// Subreaper: descendants whose parents exit are reparented to us, so the
+	// whole tree stays reapable and killable (prctl(2) PR_SET_CHILD_SUBREAPER).
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("become child subreaper: %w", err)}
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("socketpair: %w", err)}
+	}
+	sock := pair[0]
+	child := os.NewFile(uintptr(pair[1]), "archangel-shim")
+	defer child.Close()
+	ok := false
+	defer func() {
+		if !ok {
+			unix.Close(sock)
+		}
+	}()
+
+	stdin, stdout, stderr := orStd(c.Stdin, os.Stdin), orStd(c.Stdout, os.Stdout), orStd(c.Stderr, os.Stderr)
+	attr := &syscall.SysProcAttr{
+		// The target dies with the supervisor: nothing runs unsupervised.
+		Pdeathsig: syscall.SIGKILL,
+		Setpgid:   true,
+	}
+	// A terminal stays usable: the target's process group becomes the
+	// foreground one, so ^C and ^Z reach it as if it ran without archangel.
+	if isForegroundTTY(stdin) {
+		attr.Foreground = true
+		attr.Ctty = 0
+		c.fgTTY = int(stdin.Fd())
+	}
+	argv := append([]string{shim, ShimArg, c.Path}, c.Args...)
+	proc, err := os.StartProcess(shim, argv, &os.ProcAttr{
+		Dir:   c.Dir,
+		Env:   c.Env,
+		Files: []*os.File{stdin, stdout, stderr, child},
+		Sys:   attr,
+	})
+	if err != nil {
+		c.fgTTY = -1
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("start launcher shim: %w", err)}
+	}
+	c.proc, c.pid = proc, proc.Pid
+
+	listener, err := c.handshake(sock)
+	if err != nil {
+		_ = proc.Kill()
+		c.reapAll()
+		c.restoreForeground()
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	sup, err := newSupervisor(listener, c.Profile, c.Program, c.Mode, logger, c.Events)
+	if err != nil {
+		unix.Close(listener)
+		_ = proc.Kill()
+		c.reapAll()
+		c.restoreForeground()
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	c.sup = sup
+	sup.start()
+	if c.ForwardSignals {
+		c.sigc = make(chan os.Signal, 8)
+		signal.Notify(c.sigc, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
+		go c.forward()
+	}
+	// Go-ahead: the shim execs the target, whose execve is our first
+	// notification.
+	_, err = unix.Write(sock, []byte{msgGo})
+	sup.stats.HandshakeNS.Store(uint64(time.Since(c.handshakeStart)))
+	if err != nil {
+		_ = proc.Kill()
+		sup.stop()
+		c.reapAll()
+		c.restoreForeground()
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("send go-ahead: %w", err)}
+	}
+	c.execErr = make(chan error, 1)
+	go c.watchExec(sock)
+	ok = true
+	logger.Info("target started", "pid", c.pid, "profile", c.Profile.Name, "mode", c.Mode.String(), "path", c.Path)
+	return nil
+}
+
+func orStd(f, std *os.File) *os.File {
+	if f != nil {
+		return f
+	}
+	return std
+}
+
+func isForegroundTTY(f *os.File) bool {
+	pgrp, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
+	return err == nil && pgrp == unix.Getpgrp()
+}
+
+// handshake sends the program to the shim and receives the listener.
+func (c *Cmd) handshake(sock int) (int, error) {
+	ready := make([]byte, 4096)
+	n, err := unix.Read(sock, ready)
+	switch {
+	case err != nil:
+		return -1, fmt.Errorf("wait for launcher shim: %w", err)
+	case n == 0:
+		return -1, errors.New("launcher shim exited before it was ready")
+	case ready[0] == msgError:
+		return -1, errors.New(string(ready[1:n]))
+	case ready[0] != msgReady:
+		return -1, fmt.Errorf("launcher shim sent unexpected message %q", ready[:n])
+	}
+	c.handshakeStart = time.Now()
+	flags := uint32(kernel.FlagNewListener | kernel.FlagWaitKillableRecv)
+	msg := make([]byte, 5, 5+len(c.Program.Bytes()))
+	msg[0] = msgProgram
+	binary.LittleEndian.PutUint32(msg[1:], flags)
+	msg = append(msg, c.Program.Bytes()...)
+	if err := unix.Sendmsg(sock, msg, nil, nil, 0); err != nil {
+		return -1, fmt.Errorf("send program to shim: %w", err)
+	}
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("receive listener: %w", err)
+	}
+	switch {
+	case n == 0:
+		return -1, errors.New("launcher shim exited before loading the filter")
+	case buf[0] == msgError:
+		return -1, errors.New(string(buf[1:n]))
+	case buf[0] != kernel.ShimMsgListener:
+		return -1, fmt.Errorf("launcher shim sent unexpected message %q", buf[:n])
+	}
+	cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(cmsgs) != 1 {
+		return -1, fmt.Errorf("receive listener: bad control message (%v)", err)
+	}
+	fds, err := unix.ParseUnixRights(&cmsgs[0])
+	if err != nil || len(fds) != 1 {
+		return -1, fmt.Errorf("receive listener: %d descriptors (%v)", len(fds), err)
+	}
+	return fds[0], nil
+}
+
+// watchExec learns whether the shim's execve succeeded: the socket closes
+// on exec (close-on-exec), or the shim reports the errno.
+func (c *Cmd) watchExec(sock int) {
+	defer unix.Close(sock)
+	buf := make([]byte, 16)
+	n, err := unix.Read(sock, buf)
+	switch {
+	case err != nil || n == 0:
+		c.execErr <- nil
+	case buf[0] == kernel.ShimMsgExecFail && n >= 5:
+		c.execErr <- fmt.Errorf("exec %s: %w", c.Path, syscall.Errno(binary.LittleEndian.Uint32(buf[1:5])))
+	default:
+		c.execErr <- nil
+	}
+}
+
+func (c *Cmd) forward() {
+	for sig := range c.sigc {
+		if s, ok := sig.(syscall.Signal); ok {
+			_ = unix.Kill(c.pid, s)
+		}
+	}
+}
+
+// Wait waits for the target to exit, then kills and reaps whatever it left
+// behind, stops the supervisor and returns how the target ended. A
+// non-zero exit status is not an error.
+func (c *Cmd) Wait() (Result, error) {
+	c.waitOnce.Do(func() {
+		c.result, c.waitErr = c.wait()
+	})
+	return c.result, c.waitErr
+}
+
+func (c *Cmd) wait() (Result, error) {
+	if c.proc == nil {
+		return Result{}, errors.New("wait: command not started")
+	}
+	status, err := c.waitTarget()
+	c.restoreForeground()
+	if c.sigc != nil {
+		signal.Stop(c.sigc)
+		close(c.sigc)
+	}
+	// Whatever the target left running dies with it: nothing outlives the
+	// run, supervised or not.
+	c.reapAll()
+	c.sup.stop()
+	res := Result{Stats: c.sup.stats}
+	if err != nil {
+		return res, err
+	}
+	switch {
+	case status.Signaled():
+		res.Signal = status.Signal()
+		res.ExitCode = exitSignalsBase + int(res.Signal)
+	default:
+		res.ExitCode = status.ExitStatus()
+	}
+	if execErr := <-c.execErr; execErr != nil {
+		return res, &ExitError{Code: res.ExitCode, Err: execErr}
+	}
+	return res, nil
+}
+
+// waitTarget reaps children until the target itself has exited.
+func (c *Cmd) waitTarget() (unix.WaitStatus, error) {
+	_ = c.proc.Release() // we reap with wait4 ourselves (see reapAll)
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("wait for target: %w", err)
+		}
+		if pid == c.pid {
+			return ws, nil
+		}
+		// An orphaned descendant reparented to us: reaped, nothing else.
+	}
+}
+
+// reapAll kills every remaining descendant and reaps them all.
+func (c *Cmd) reapAll() {
+	for i := 0; ; i++ {
+		killDescendants()
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		switch {
+		case err == unix.EINTR:
+		case err != nil: // ECHILD: nobody left
+			return
+		case pid == 0:
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// killDescendants sends SIGKILL to every process below this one, walking
+// /proc/PID/task/TID/children (children is per thread).
+func killDescendants() {
+	stack := []int{os.Getpid()}
+	seen := map[int]bool{}
+	for len(stack) > 0 {
+		pid := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+			if err != nil {
+				continue
+			}
+			for _, f := range strings.Fields(string(b)) {
+				var child int
+				if _, err := fmt.Sscan(f, &child); err == nil && !seen[child] {
+					seen[child] = true
+					_ = unix.Kill(child, unix.SIGKILL)
+					stack = append(stack, child)
+				}
+			}
+		}
+	}
+}
+
+// restoreForeground gives the terminal back to archangel's process group.
+func (c *Cmd) restoreForeground() {
+	if c.fgTTY < 0 {
+		return
+	}
+	// We are in the background now: tcsetpgrp raises SIGTTOU unless ignored.
+	signal.Ignore(unix.SIGTTOU)
+	_ = unix.IoctlSetPointerInt(c.fgTTY, unix.TIOCSPGRP, unix.Getpgrp())
+	signal.Reset(unix.SIGTTOU)
+	c.fgTTY = -1
+}
+
+// Run starts the command and waits for it.
+func (c *Cmd) Run() (Result, error) {
+	if err := c.Start(); err != nil {
+		return Result{ExitCode: exitCodeOf(err)}, err
+	}
+	return c.Wait()
+}
+
+// Stats returns the running supervisor's figures (nil before Start).
+func (c *Cmd) Stats() *Stats {
+	if c.sup == nil {
+		return nil
+	}
+	return c.sup.stats
+}
+
+// PID is the target's process ID (the shim's, which execs the target).
+func (c *Cmd) PID() int { return c.pid }
+
+func exitCodeOf(err error) int {
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return ExitFailure
+}
+
+// ExitCode maps an error from Start, Wait or Run to archangel's exit status.
+func ExitCode(err error) int { return exitCodeOf(err) }
+
+var _ = context.Background

@@ -1,0 +1,90 @@
+package supervisor
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/archangel-sandbox/archangel/internal/kernel"
+	"github.com/archangel-sandbox/archangel/profiles"
+)
+
+// Event is one line of the JSON-lines event log (--events). Its fields are
+// a stable interface: add, never rename.
+type Event struct {
+	Time     time.Time `json:"time"`
+	PID      uint32    `json:"pid"`
+	Comm     string    `json:"comm,omitempty"`
+	Syscall  string    `json:"syscall"`
+	Nr       int32     `json:"nr"`
+	Arch     string    `json:"arch"`
+	Args     [6]uint64 `json:"args"`
+	Verdict  string    `json:"verdict"`
+	Errno    string    `json:"errno,omitempty"`
+	Source   string    `json:"source"`
+	Layer    string    `json:"layer"`
+	Rule     string    `json:"rule,omitempty"`
+	Mode     string    `json:"mode"`
+	Enforced bool      `json:"enforced"`
+}
+
+type eventLog struct {
+	mu  sync.Mutex
+	w   *bufio.Writer
+	enc *json.Encoder
+}
+
+func newEventLog(w io.Writer) *eventLog {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	return &eventLog{w: bw, enc: json.NewEncoder(bw)}
+}
+
+func (l *eventLog) write(e *Event) {
+	l.mu.Lock()
+	_ = l.enc.Encode(e)
+	l.mu.Unlock()
+}
+
+func (l *eventLog) flush() {
+	l.mu.Lock()
+	_ = l.w.Flush()
+	l.mu.Unlock()
+}
+
+const auditArchX8664 = 0xc000003e
+
+func archName(a uint32) string {
+	if a == auditArchX8664 {
+		return "x86_64"
+	}
+	return "unknown"
+}
+
+// record writes the event log line and the debug log for one decision.
+func (s *Supervisor) record(n *kernel.Notif, d decision) {
+	e := Event{
+		Time:     time.Now(),
+		PID:      n.PID,
+		Comm:     procComm(n.PID),
+		Syscall:  syscallName(n.Data.Nr),
+		Nr:       n.Data.Nr,
+		Arch:     archName(n.Data.Arch),
+		Args:     n.Data.Args,
+		Verdict:  d.action.String(),
+		Source:   d.source.String(),
+		Layer:    d.layer.String(),
+		Rule:     ruleText(d),
+		Mode:     s.mode.String(),
+		Enforced: s.mode == profiles.ModeEnforce,
+	}
+	if d.action == profiles.ActionErrno {
+		e.Errno = d.errno.String()
+	}
+	if s.events != nil {
+		s.events.write(&e)
+	}
+	s.logger.Debug("notification", "pid", e.PID, "syscall", e.Syscall, "nr", e.Nr, "arch", e.Arch,
+		"notif_id", n.ID, "verdict", e.Verdict, "rule", e.Rule, "profile", s.profile.Name)
+}

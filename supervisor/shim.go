@@ -1,0 +1,65 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/archangel-sandbox/archangel/internal/kernel"
+)
+
+// ShimArg is the hidden first argument that turns an archangel binary (or a
+// test binary that calls RunShimIfRequested first) into the launcher shim.
+const ShimArg = "__archangel-shim"
+
+// shimFD is the shim's end of the socketpair (ExtraFiles[0]).
+const shimFD = 3
+
+// Messages from the supervisor to the shim.
+const (
+	msgProgram = 'P' // 'P', flags (4 bytes LE), program bytes
+	msgGo      = 'G' // go-ahead: the supervisor is answering notifications
+	msgError   = 'E' // shim → supervisor: text of a failure before loading
+	msgReady   = 'R' // shim → supervisor: the shim runs and waits for the program
+)
+
+// RunShimIfRequested runs the launcher shim and never returns when the
+// process was started as one (os.Args[1] == ShimArg). Call it first thing in
+// main, and in TestMain of tests that start supervised commands.
+func RunShimIfRequested() {
+	if len(os.Args) < 3 || os.Args[1] != ShimArg {
+		return
+	}
+	err := shimMain(os.Args[2], os.Args[3:])
+	msg := append([]byte{msgError}, err.Error()...)
+	_ = unix.Sendmsg(shimFD, msg, nil, nil, 0)
+	os.Exit(125)
+}
+
+func shimMain(path string, argv []string) error {
+	if _, err := unix.Write(shimFD, []byte{msgReady}); err != nil {
+		return fmt.Errorf("shim: announce: %w", err)
+	}
+	buf := make([]byte, 64<<10)
+	n, err := unix.Read(shimFD, buf)
+	if err != nil {
+		return fmt.Errorf("shim: read program: %w", err)
+	}
+	if n < 5 || buf[0] != msgProgram {
+		return fmt.Errorf("shim: malformed program message (%d bytes)", n)
+	}
+	flags := uint32(buf[1]) | uint32(buf[2])<<8 | uint32(buf[3])<<16 | uint32(buf[4])<<24
+	// The socket must not leak into the target.
+	if _, err := unix.FcntlInt(shimFD, unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+		return fmt.Errorf("shim: set close-on-exec: %w", err)
+	}
+	return kernel.ExecFiltered(kernel.ShimSpec{
+		Program: buf[5:n],
+		Flags:   flags,
+		Sock:    shimFD,
+		Path:    path,
+		Argv:    argv,
+		Env:     os.Environ(),
+	})
+}

@@ -1,0 +1,267 @@
+package supervisor
+
+import (
+	"fmt"
+	"io"
+	"math/bits"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/archangel-sandbox/archangel/internal/kernel"
+	"github.com/archangel-sandbox/archangel/profiles"
+)
+
+// histBuckets: decision times in ns, log2 with 4 sub-buckets per octave.
+const histSub = 4
+const histBuckets = 64 * histSub
+
+// Stats are the supervisor's live figures. All counters are updated with
+// atomics on the receive thread and can be read at any time.
+type Stats struct {
+	Profile string
+	Mode    profiles.Mode
+
+	// HandshakeNS is the launch handshake: program sent to the ready shim,
+	// filter loaded, listener received, supervisor started, go-ahead sent.
+	HandshakeNS atomic.Uint64
+
+	received atomic.Uint64
+	answered atomic.Uint64
+	vanished atomic.Uint64 // target died or call interrupted before the answer
+	actions  [profiles.ActionNotify + 1]atomic.Uint64
+	sources  [numSources]atomic.Uint64
+	hist     [histBuckets]atomic.Uint64
+	cache    *decisionCache
+
+	mu     sync.Mutex
+	denied map[deniedKey]uint64
+}
+
+type deniedKey struct {
+	syscall string
+	comm    string
+	rule    string
+	action  profiles.Action
+}
+
+func newStats(profile string, mode profiles.Mode) *Stats {
+	return &Stats{Profile: profile, Mode: mode, denied: map[deniedKey]uint64{}}
+}
+
+func (s *Stats) count(d decision, n *kernel.Notif) {
+	if int(d.action) < len(s.actions) {
+		s.actions[d.action].Add(1)
+	}
+	s.sources[d.source].Add(1)
+	if d.action == profiles.ActionErrno || d.action == profiles.ActionKill || d.layer == SourceUndecided {
+		k := deniedKey{syscall: syscallName(n.Data.Nr), comm: procComm(n.PID), rule: ruleText(d), action: d.action}
+		s.mu.Lock()
+		s.denied[k]++
+		s.mu.Unlock()
+	}
+}
+
+func (s *Stats) observe(dt time.Duration) {
+	s.hist[histIndex(uint64(dt))].Add(1)
+}
+
+func histIndex(ns uint64) int {
+	if ns < histSub {
+		return int(ns)
+	}
+	e := bits.Len64(ns) - 1 // ns in [2^e, 2^(e+1))
+	sub := int((ns >> (e - 2)) & (histSub - 1))
+	i := e*histSub + sub
+	if i >= histBuckets {
+		return histBuckets - 1
+	}
+	return i
+}
+
+// histUpper is the upper bound in ns of bucket i.
+func histUpper(i int) uint64 {
+	if i < histSub {
+		return uint64(i)
+	}
+	e, sub := i/histSub, i%histSub
+	return (uint64(histSub+sub+1) << e) / histSub
+}
+
+func procComm(pid uint32) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func syscallName(nr int32) string {
+	if name, ok := profiles.SyscallName(int(nr)); ok {
+		return name
+	}
+	return fmt.Sprintf("syscall_%d", nr)
+}
+
+func ruleText(d decision) string {
+	switch {
+	case d.rule != nil:
+		return fmt.Sprintf("%s (%s)", d.rule.Pos, d.rule.Source)
+	case d.layer == SourceDefault:
+		return "[supervisor] default"
+	case d.layer == SourceUndecided:
+		return "undecided (fail closed)"
+	}
+	return d.layer.String()
+}
+
+// Snapshot is a consistent-enough copy of the figures, for the summary,
+// --json output and tests.
+type Snapshot struct {
+	Profile        string            `json:"profile"`
+	Mode           string            `json:"mode"`
+	Received       uint64            `json:"notifications_received"`
+	Answered       uint64            `json:"notifications_answered"`
+	Vanished       uint64            `json:"notifications_vanished"`
+	Verdicts       map[string]uint64 `json:"verdicts"`
+	Sources        map[string]uint64 `json:"sources"`
+	CacheHits      uint64            `json:"cache_hits"`
+	CacheMisses    uint64            `json:"cache_misses"`
+	CacheEvictions uint64            `json:"cache_evictions"`
+	CacheCapacity  int               `json:"cache_capacity"`
+	DecisionP50NS  uint64            `json:"decision_p50_ns"`
+	DecisionP99NS  uint64            `json:"decision_p99_ns"`
+	Denied         []DeniedCount     `json:"denied"`
+	HandshakeNS    uint64            `json:"handshake_ns"`
+}
+
+// DeniedCount is one line of the "top denied" table.
+type DeniedCount struct {
+	Syscall string `json:"syscall"`
+	Comm    string `json:"comm"`
+	Rule    string `json:"rule"`
+	Verdict string `json:"verdict"`
+	Count   uint64 `json:"count"`
+}
+
+// Snapshot copies the current figures.
+func (s *Stats) Snapshot() Snapshot {
+	out := Snapshot{
+		Profile:     s.Profile,
+		Mode:        s.Mode.String(),
+		Received:    s.received.Load(),
+		Answered:    s.answered.Load(),
+		Vanished:    s.vanished.Load(),
+		HandshakeNS: s.HandshakeNS.Load(),
+		Verdicts:    map[string]uint64{},
+		Sources:     map[string]uint64{},
+	}
+	for a := range s.actions {
+		if v := s.actions[a].Load(); v > 0 {
+			out.Verdicts[profiles.Action(a).String()] = v
+		}
+	}
+	for src := range s.sources {
+		if v := s.sources[src].Load(); v > 0 {
+			out.Sources[Source(src).String()] = v
+		}
+	}
+	if s.cache != nil {
+		out.CacheHits, out.CacheMisses, out.CacheEvictions = s.cache.hits.Load(), s.cache.misses.Load(), s.cache.evictions.Load()
+		out.CacheCapacity = s.cache.Capacity()
+	}
+	var counts [histBuckets]uint64
+	var total uint64
+	for i := range s.hist {
+		counts[i] = s.hist[i].Load()
+		total += counts[i]
+	}
+	out.DecisionP50NS, out.DecisionP99NS = quantile(&counts, total, 0.50), quantile(&counts, total, 0.99)
+	s.mu.Lock()
+	for k, v := range s.denied {
+		out.Denied = append(out.Denied, DeniedCount{Syscall: k.syscall, Comm: k.comm, Rule: k.rule, Verdict: k.action.String(), Count: v})
+	}
+	s.mu.Unlock()
+	sort.Slice(out.Denied, func(i, j int) bool {
+		a, b := out.Denied[i], out.Denied[j]
+		if a.Count != b.Count {
+			return a.Count > b.Count
+		}
+		return a.Syscall+a.Comm < b.Syscall+b.Comm
+	})
+	return out
+}
+
+func quantile(counts *[histBuckets]uint64, total uint64, q float64) uint64 {
+	if total == 0 {
+		return 0
+	}
+	want := uint64(float64(total)*q + 0.5)
+	if want == 0 {
+		want = 1
+	}
+	var acc uint64
+	for i, c := range counts {
+		acc += c
+		if acc >= want {
+			return histUpper(i)
+		}
+	}
+	return histUpper(histBuckets - 1)
+}
+
+// WriteSummary prints the end-of-run summary (for stderr).
+func (snap Snapshot) WriteSummary(w io.Writer) {
+	verb := "denied"
+	if snap.Mode == profiles.ModeAudit.String() {
+		verb = "would deny"
+	}
+	fmt.Fprintf(w, "archangel: profile %s (%s): %d notifications, %d answered, %d vanished\n",
+		snap.Profile, snap.Mode, snap.Received, snap.Answered, snap.Vanished)
+	fmt.Fprintf(w, "  verdicts: %s\n", joinCounts(snap.Verdicts))
+	fmt.Fprintf(w, "  sources:  %s\n", joinCounts(snap.Sources))
+	hitRate := 0.0
+	if look := snap.CacheHits + snap.CacheMisses; look > 0 {
+		hitRate = 100 * float64(snap.CacheHits) / float64(look)
+	}
+	fmt.Fprintf(w, "  cache:    %.1f%% hits (%d/%d), %d evictions, capacity %d\n",
+		hitRate, snap.CacheHits, snap.CacheHits+snap.CacheMisses, snap.CacheEvictions, snap.CacheCapacity)
+	fmt.Fprintf(w, "  decision: p50 %s p99 %s\n", fmtNS(snap.DecisionP50NS), fmtNS(snap.DecisionP99NS))
+	for i, d := range snap.Denied {
+		if i == 10 {
+			fmt.Fprintf(w, "  ... %d more\n", len(snap.Denied)-i)
+			break
+		}
+		v := verb
+		if d.Verdict == profiles.ActionKill.String() {
+			v = "would kill"
+			if snap.Mode != profiles.ModeAudit.String() {
+				v = "killed"
+			}
+		}
+		fmt.Fprintf(w, "  %s: %s x%d by %s, rule %s\n", v, d.Syscall, d.Count, d.Comm, d.Rule)
+	}
+}
+
+func joinCounts(m map[string]uint64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func fmtNS(ns uint64) string {
+	return time.Duration(ns).String()
+}
