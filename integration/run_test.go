@@ -201,7 +201,7 @@ func TestExitCodesAndSignals(t *testing.T) {
 		r := archangel(t, nil, "run", "-p", testdata("bad-launcher.toml"), "--", "true")
 		wantCode(t, r, 125)
 		wantContains(t, "stderr", r.stderr, "bad-launcher.toml:6")
-		wantContains(t, "stderr", r.stderr, "sendmsg")
+		wantContains(t, "stderr", r.stderr, "rt_sigprocmask")
 	})
 }
 

@@ -50,6 +50,10 @@ func runVictim(name string, args []string) int {
 		return threads(atoi(args[0]), atoi(args[1]))
 	case "gostress":
 		return gostress(time.Duration(atoi(args[0])) * time.Millisecond)
+	case "rtt":
+		return rttVictim(atoi(args[0]), atoi(args[1]))
+	case "fast":
+		return fastVictim(atoi(args[0]))
 	case "sleeper":
 		fmt.Println("ready")
 		time.Sleep(time.Minute)
@@ -57,9 +61,8 @@ func runVictim(name string, args []string) int {
 	case "deathprobe":
 		// deathprobe FILE: start a grandchild that keeps making a notified
 		// call, then sleep; the test kills the supervisor.
-		cmd := exec.Command(os.Args[0], "notifyloop", args[0])
+		cmd := exec.Command(os.Args[0], args[0])
 		cmd.Env = append(os.Environ(), "ARCHANGEL_VICTIM=notifyloop")
-		cmd.Args = []string{os.Args[0], args[0]}
 		if err := cmd.Start(); err != nil {
 			fmt.Println("start grandchild:", err)
 			return 1

@@ -22,13 +22,9 @@ func (a Action) String() string {
 	return "Action(" + strconv.Itoa(int(a)) + ")"
 }
 
-// MarshalText writes the profile spelling of a ("deny" for ActionErrno).
-func (a Action) MarshalText() ([]byte, error) {
-	if a <= ActionUnset || int(a) >= len(actionNames) {
-		return nil, fmt.Errorf("marshal action %d: not a profile action", int(a))
-	}
-	return []byte(a.String()), nil
-}
+// MarshalText writes the profile spelling of a ("deny" for ActionErrno;
+// "unset" for ActionUnset, which UnmarshalText does not accept).
+func (a Action) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
 
 // UnmarshalText accepts allow, deny (alias errno), kill, log and notify.
 func (a *Action) UnmarshalText(text []byte) error {
@@ -99,12 +95,7 @@ func (m Mode) String() string {
 }
 
 // MarshalText writes "enforce" or "audit".
-func (m Mode) MarshalText() ([]byte, error) {
-	if m != ModeEnforce && m != ModeAudit {
-		return nil, fmt.Errorf("marshal mode %d: unknown", int(m))
-	}
-	return []byte(m.String()), nil
-}
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
 
 // UnmarshalText accepts enforce and audit.
 func (m *Mode) UnmarshalText(text []byte) error {
@@ -138,12 +129,7 @@ func (o Op) String() string {
 }
 
 // MarshalText writes the profile spelling of o.
-func (o Op) MarshalText() ([]byte, error) {
-	if o < 0 || int(o) >= len(opNames) {
-		return nil, fmt.Errorf("marshal op %d: unknown", int(o))
-	}
-	return []byte(o.String()), nil
-}
+func (o Op) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
 
 // UnmarshalText accepts eq, ne, lt, le, gt, ge and masked_eq.
 func (o *Op) UnmarshalText(text []byte) error {
@@ -222,8 +208,10 @@ func (e *Errno) UnmarshalText(text []byte) error {
 	if v, ok := errnoByName[strings.ToUpper(s)]; ok {
 		return fmt.Errorf("unknown errno %q (errno names are upper case: did you mean %q?)", s, v.String())
 	}
-	return fmt.Errorf("unknown errno %q (want a name such as EPERM, EACCES or ENOSYS, or a number 1..%d)%s",
-		s, MaxErrno, didYouMeanSuffix(s, ErrnoNames()))
+	if sugg, ok := didYouMean(s, ErrnoNames()); ok {
+		return fmt.Errorf("unknown errno %q (did you mean %q?)", s, sugg)
+	}
+	return fmt.Errorf("unknown errno %q (want a name such as EPERM, EACCES or ENOSYS, or a number 1..%d)", s, MaxErrno)
 }
 
 func (e *Errno) setNumber(n uint64) error {

@@ -46,12 +46,15 @@ func SyscallName(nr int) (string, bool) {
 func SyscallNames() []string { return slices.Clone(syscallSorted) }
 
 // LauncherSyscalls are the system calls archangel's launcher shim makes
-// after it has loaded the filter and before the target's execve: it sends
-// the listener fd to the supervisor (sendmsg), waits for the go-ahead
-// (read), may report an error (write), restores its signal mask, and execs.
+// after it has loaded the filter and before the target's execve: it writes
+// the listener's fd number to the supervisor, which takes the listener with
+// pidfd_getfd (write), waits for the go-ahead (read), restores its signal
+// mask, and execs. (Where pidfd_getfd is unavailable the launcher falls
+// back to SCM_RIGHTS, which needs sendmsg; the supervisor checks that at
+// launch, not here.)
 // Every profile must let them run (execve may also be notified: it is the
 // first notification the supervisor sees); Load checks it.
-var LauncherSyscalls = []string{"read", "write", "sendmsg", "rt_sigprocmask", "rt_sigreturn", "execve", "exit_group", "exit"}
+var LauncherSyscalls = []string{"read", "write", "rt_sigprocmask", "rt_sigreturn", "execve", "exit_group", "exit"}
 
 // aliasFamilies are system calls that reach the same kernel operation; a
 // filter that guards one member and lets another run is bypassed by the

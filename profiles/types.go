@@ -79,6 +79,7 @@ type Rule struct {
 	Pos      Pos       // where it was written
 	Source   string    // "syscalls.allow", "syscalls.rule[2]", "profile.default", ...
 	Profile  string    // the profile (in an extends chain) that wrote it
+	Entry    string    // the list entry as written ("@file-system", "openat"); "" for syscalls.rule
 }
 
 // SyscallPolicy is the resolved policy of one system call: the conditional

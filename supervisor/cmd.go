@@ -145,6 +145,18 @@ func (c *Cmd) Start() error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("become child subreaper: %w", err)}
 	}
+	// The listener is taken from the shim with pidfd_getfd where this
+	// process may (then the shim never needs sendmsg, an alias of connect,
+	// under the filter); otherwise the shim sends it with SCM_RIGHTS, which
+	// only works when the profile allows sendmsg.
+	scm := false
+	if perr := kernel.ProbePidfdGetFD(); perr != nil {
+		if pol := c.Profile.Policy("sendmsg"); pol.Action != profiles.ActionAllow || len(pol.Conds) > 0 {
+			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("hand over the seccomp listener: %v; the SCM_RIGHTS fallback needs sendmsg allowed unconditionally, and profile %q does not (%s)", perr, c.Profile.Name, pol.Source)}
+		}
+		logger.Warn("degraded: listener handed over with SCM_RIGHTS", "err", perr)
+		scm = true
+	}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("socketpair: %w", err)}
@@ -185,7 +197,7 @@ func (c *Cmd) Start() error {
 	}
 	c.proc, c.pid = proc, proc.Pid
 
-	listener, err := c.handshake(sock)
+	listener, err := c.handshake(sock, scm)
 	if err != nil {
 		_ = proc.Kill()
 		c.reapAll()
@@ -238,7 +250,7 @@ func isForegroundTTY(f *os.File) bool {
 }
 
 // handshake sends the program to the shim and receives the listener.
-func (c *Cmd) handshake(sock int) (int, error) {
+func (c *Cmd) handshake(sock int, scm bool) (int, error) {
 	ready := make([]byte, 4096)
 	n, err := unix.Read(sock, ready)
 	switch {
@@ -253,9 +265,12 @@ func (c *Cmd) handshake(sock int) (int, error) {
 	}
 	c.handshakeStart = time.Now()
 	flags := uint32(kernel.FlagNewListener | kernel.FlagWaitKillableRecv)
-	msg := make([]byte, 5, 5+len(c.Program.Bytes()))
+	msg := make([]byte, 6, 6+len(c.Program.Bytes()))
 	msg[0] = msgProgram
 	binary.LittleEndian.PutUint32(msg[1:], flags)
+	if scm {
+		msg[5] = 1
+	}
 	msg = append(msg, c.Program.Bytes()...)
 	if err := unix.Sendmsg(sock, msg, nil, nil, 0); err != nil {
 		return -1, fmt.Errorf("send program to shim: %w", err)
@@ -271,7 +286,14 @@ func (c *Cmd) handshake(sock int) (int, error) {
 		return -1, errors.New("launcher shim exited before loading the filter")
 	case buf[0] == msgError:
 		return -1, errors.New(string(buf[1:n]))
-	case buf[0] != kernel.ShimMsgListener:
+	case buf[0] == kernel.ShimMsgListenerNr && n == 5 && !scm:
+		pidfd, err := kernel.PidfdOpen(c.pid)
+		if err != nil {
+			return -1, err
+		}
+		defer pidfd.Close()
+		return kernel.PidfdGetFD(pidfd, int(binary.LittleEndian.Uint32(buf[1:5])))
+	case buf[0] != kernel.ShimMsgListener || !scm:
 		return -1, fmt.Errorf("launcher shim sent unexpected message %q", buf[:n])
 	}
 	cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])

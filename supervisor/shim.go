@@ -18,7 +18,7 @@ const shimFD = 3
 
 // Messages from the supervisor to the shim.
 const (
-	msgProgram = 'P' // 'P', flags (4 bytes LE), program bytes
+	msgProgram = 'P' // 'P', flags (4 bytes LE), handoff (1 byte: 1 = SCM_RIGHTS), program bytes
 	msgGo      = 'G' // go-ahead: the supervisor is answering notifications
 	msgError   = 'E' // shim → supervisor: text of a failure before loading
 	msgReady   = 'R' // shim → supervisor: the shim runs and waits for the program
@@ -46,7 +46,7 @@ func shimMain(path string, argv []string) error {
 	if err != nil {
 		return fmt.Errorf("shim: read program: %w", err)
 	}
-	if n < 5 || buf[0] != msgProgram {
+	if n < 6 || buf[0] != msgProgram {
 		return fmt.Errorf("shim: malformed program message (%d bytes)", n)
 	}
 	flags := uint32(buf[1]) | uint32(buf[2])<<8 | uint32(buf[3])<<16 | uint32(buf[4])<<24
@@ -55,8 +55,9 @@ func shimMain(path string, argv []string) error {
 		return fmt.Errorf("shim: set close-on-exec: %w", err)
 	}
 	return kernel.ExecFiltered(kernel.ShimSpec{
-		Program: buf[5:n],
+		Program: buf[6:n],
 		Flags:   flags,
+		SCM:     buf[5] == 1,
 		Sock:    shimFD,
 		Path:    path,
 		Argv:    argv,

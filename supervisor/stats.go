@@ -229,7 +229,7 @@ func (snap Snapshot) WriteSummary(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  cache:    %.1f%% hits (%d/%d), %d evictions, capacity %d\n",
 		hitRate, snap.CacheHits, snap.CacheHits+snap.CacheMisses, snap.CacheEvictions, snap.CacheCapacity)
-	fmt.Fprintf(w, "  decision: p50 %s p99 %s\n", fmtNS(snap.DecisionP50NS), fmtNS(snap.DecisionP99NS))
+	fmt.Fprintf(w, "  decision: p50 %s p99 %s; launch handshake %s\n", fmtNS(snap.DecisionP50NS), fmtNS(snap.DecisionP99NS), fmtNS(snap.HandshakeNS))
 	for i, d := range snap.Denied {
 		if i == 10 {
 			fmt.Fprintf(w, "  ... %d more\n", len(snap.Denied)-i)

@@ -23,13 +23,17 @@ enum { SHIM_NNP = 1, SHIM_SIGMASK = 2, SHIM_LOAD = 3 };
 
 // Messages sent to the supervisor on the socket after loading.
 #define SHIM_MSG_LISTENER 'L'
+#define SHIM_MSG_LISTENER_NR 'N'
 #define SHIM_MSG_EXECFAIL 'X'
 
 // archangel_shim is everything the launcher does from the moment the filter
 // exists until the target's execve. It is C, not Go, so that the list of
 // system calls made under the new filter is short, fixed and auditable:
-// sendmsg, read, rt_sigprocmask, execve and, on failure, write and
-// exit_group (profiles.LauncherSyscalls). Signals are blocked for the whole
+// write, read, rt_sigprocmask, execve and, on failure, exit_group
+// (profiles.LauncherSyscalls). With scm set the listener travels by
+// SCM_RIGHTS and sendmsg joins the list; otherwise only its number is
+// written and the supervisor takes it with pidfd_getfd(2), which keeps
+// sendmsg — an alias of connect — out of what every profile must allow. Signals are blocked for the whole
 // window so that no handler (the Go runtime's SIGURG preemption among them)
 // runs under the filter. The program is installed on this thread only: after
 // execve only this thread exists, so TSYNC would add nothing but subject the
@@ -37,7 +41,7 @@ enum { SHIM_NNP = 1, SHIM_SIGMASK = 2, SHIM_LOAD = 3 };
 //
 // Returns -stage*1000 - errno on a failure before the filter is loaded.
 static int archangel_shim(const unsigned char *prog, unsigned short len,
-                          unsigned int flags, int sock, const char *path,
+                          unsigned int flags, int scm, int sock, const char *path,
                           char *const argv[], char *const envp[]) {
 	sigset_t all, old;
 	struct sock_fprog fprog = { .len = len, .filter = (struct sock_filter *)prog };
@@ -63,7 +67,12 @@ static int archangel_shim(const unsigned char *prog, unsigned short len,
 	}
 
 	// From here on every system call passes through the new filter.
-	{
+	if (!scm) {
+		unsigned char m[5] = { SHIM_MSG_LISTENER_NR, listener & 0xff, (listener >> 8) & 0xff,
+		                       (listener >> 16) & 0xff, (listener >> 24) & 0xff };
+		if (syscall(SYS_write, sock, m, sizeof(m)) != sizeof(m))
+			syscall(SYS_exit_group, 125);
+	} else {
 		char tag = SHIM_MSG_LISTENER;
 		struct iovec iov = { .iov_base = &tag, .iov_len = 1 };
 		union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
@@ -107,8 +116,9 @@ import (
 
 // Messages the shim sends on its socket after loading the filter.
 const (
-	ShimMsgListener = 'L' // one byte, with the listener fd in SCM_RIGHTS
-	ShimMsgExecFail = 'X' // one byte, then the execve errno (4 bytes, little endian)
+	ShimMsgListener   = 'L' // one byte, with the listener fd in SCM_RIGHTS
+	ShimMsgListenerNr = 'N' // one byte, then the listener's fd number in the shim (4 bytes LE)
+	ShimMsgExecFail   = 'X' // one byte, then the execve errno (4 bytes, little endian)
 )
 
 // Seccomp filter flags archangel asks for.
@@ -125,6 +135,7 @@ const (
 type ShimSpec struct {
 	Program []byte
 	Flags   uint32
+	SCM     bool // hand the listener over with SCM_RIGHTS instead of pidfd_getfd
 	Sock    int
 	Path    string
 	Argv    []string
@@ -148,8 +159,12 @@ func ExecFiltered(spec ShimSpec) error {
 	envp := cStrings(spec.Env)
 	prog := C.CBytes(spec.Program)
 
+	scm := 0
+	if spec.SCM {
+		scm = 1
+	}
 	runtime.LockOSThread() // the filter attaches to this thread; exec replaces it
-	rc := C.archangel_shim((*C.uchar)(prog), C.ushort(len(spec.Program)/8), C.uint(spec.Flags),
+	rc := C.archangel_shim((*C.uchar)(prog), C.ushort(len(spec.Program)/8), C.uint(spec.Flags), C.int(scm),
 		C.int(spec.Sock), path, (**C.char)(unsafe.Pointer(&argv[0])), (**C.char)(unsafe.Pointer(&envp[0])))
 	runtime.UnlockOSThread()
 	stage, errno := int(-rc)/1000, syscall.Errno(int(-rc)%1000)
