@@ -275,7 +275,7 @@ func TestSupervisorDeath(t *testing.T) {
 	}
 	target := findChild(t, cmd.Process.Pid)
 	time.Sleep(100 * time.Millisecond) // the grandchild is making notified calls
-	_ = cmd.Process.Kill()              // the supervisor dies without any cleanup
+	_ = cmd.Process.Kill()             // the supervisor dies without any cleanup
 	_ = cmd.Wait()
 
 	// The direct target dies with the supervisor (PR_SET_PDEATHSIG).
