@@ -3,8 +3,7 @@ module github.com/archangel-sandbox/archangel
 go 1.26.8
 
 require (
-	github.com/BurntSushi/toml v1.6.0 // indirect
-	github.com/alecthomas/kong v1.17.0 // indirect
-	github.com/seccomp/libseccomp-golang v0.11.1 // indirect
-	golang.org/x/sys v0.50.0 // indirect
+	github.com/BurntSushi/toml v1.6.0
+	github.com/alecthomas/kong v1.17.0
+	golang.org/x/sys v0.50.0
 )

@@ -168,9 +168,19 @@ func (c *Cmd) Start() error {
 	defer func() {
 		if !ok {
 			unix.Close(sock)
+			if c.sigc != nil {
+				signal.Stop(c.sigc)
+				c.sigc = nil
+			}
 		}
 	}()
 
+	if c.ForwardSignals {
+		// Before the target exists, so that no signal sent to archangel
+		// in between is lost; forward() waits for the PID.
+		c.sigc = make(chan os.Signal, 8)
+		signal.Notify(c.sigc, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
+	}
 	stdin, stdout, stderr := orStd(c.Stdin, os.Stdin), orStd(c.Stdout, os.Stdout), orStd(c.Stderr, os.Stderr)
 	attr := &syscall.SysProcAttr{
 		// The target dies with the supervisor: nothing runs unsupervised.
@@ -214,9 +224,7 @@ func (c *Cmd) Start() error {
 	}
 	c.sup = sup
 	sup.start()
-	if c.ForwardSignals {
-		c.sigc = make(chan os.Signal, 8)
-		signal.Notify(c.sigc, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
+	if c.sigc != nil {
 		go c.forward()
 	}
 	// Go-ahead: the shim execs the target, whose execve is our first

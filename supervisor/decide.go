@@ -32,7 +32,8 @@ type decision struct {
 	errno  profiles.Errno
 	source Source // the layer that decided (SourceCache on a hit)
 	layer  Source // the layer that decided originally
-	rule   *profiles.Rule
+	pos    profiles.Pos // where the deciding rule was written (zero for the supervisor default)
+	rule   string       // which rule: "syscalls.deny", "files.deny[2] ..."; "" for the default
 }
 
 // decider turns a notification into a decision: cache, then the profile's
@@ -56,6 +57,9 @@ func newDecider(p *profiles.Profile, mode profiles.Mode, size int) *decider {
 	if d.def.action == profiles.ActionErrno && d.def.errno == 0 {
 		d.def.errno = 1
 	}
+	// Build the evaluator's per-profile index now, not on the target's
+	// first notification.
+	filter.Eval(p, filter.Options{Arch: filter.ArchAMD64}, filter.Data{Arch: filter.AuditArchX8664})
 	return d
 }
 
@@ -86,7 +90,7 @@ func (d *decider) decideUncached(n *kernel.Notif) decision {
 	case profiles.ActionNotify:
 		return d.def
 	case profiles.ActionAllow, profiles.ActionLog, profiles.ActionErrno, profiles.ActionKill:
-		return decision{action: v.Action, errno: v.Errno, source: SourceRule, layer: SourceRule, rule: v.Rule}
+		return decision{action: v.Action, errno: v.Errno, source: SourceRule, layer: SourceRule, pos: v.Pos, rule: v.Source}
 	}
 	return decision{action: profiles.ActionErrno, errno: 1, source: SourceUndecided, layer: SourceUndecided}
 }

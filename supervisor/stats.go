@@ -108,8 +108,8 @@ func syscallName(nr int32) string {
 
 func ruleText(d decision) string {
 	switch {
-	case d.rule != nil:
-		return fmt.Sprintf("%s (%s)", d.rule.Pos, d.rule.Source)
+	case d.rule != "":
+		return fmt.Sprintf("%s (%s)", d.pos, d.rule)
 	case d.layer == SourceDefault:
 		return "[supervisor] default"
 	case d.layer == SourceUndecided:

@@ -142,7 +142,7 @@ func (r *runCmd) Run(g *Globals, logger *slog.Logger) error {
 	cmd.Logger = logger
 	cmd.ForwardSignals = true
 	if r.Events != "" {
-		f, err := os.OpenFile(r.Events, os.O_WRONLY|os.O_CREATE|os.O_APPEND|os.O_CLOEXEC, 0o600)
+		f, err := os.OpenFile(r.Events, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
 			return &exitStatus{code: supervisor.ExitFailure, err: fmt.Errorf("open event log: %w", err)}
 		}
