@@ -298,18 +298,19 @@ func TestSupervisorDeath(t *testing.T) {
 	_ = unix.Kill(grandchild, unix.SIGKILL)
 }
 
-// findChild returns the one child of pid.
+// findChild returns the one child of pid (children are listed per thread).
 func findChild(t *testing.T, pid int) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		t.Fatal(err)
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		var child int
+		if _, err := fmt.Sscan(string(b), &child); err == nil {
+			return child
+		}
 	}
-	var child int
-	if _, err := fmt.Sscan(string(b), &child); err != nil {
-		t.Fatalf("children of %d: %q", pid, b)
-	}
-	return child
+	t.Fatalf("no child of %d", pid)
+	return 0
 }
 
 func waitGone(t *testing.T, pid int, what string) {

@@ -112,7 +112,7 @@ type runCmd struct {
 	Mode    string   `help:"Override the profile's mode: enforce (verdicts are carried out) or audit (decided and recorded, nothing blocked)." enum:"enforce,audit," default:""`
 	Events  string   `help:"Append a JSON-lines record of every supervisor decision to FILE." type:"path" placeholder:"FILE"`
 	Summary bool     `help:"Print the end-of-run summary on stderr." default:"true" negatable:""`
-	Command []string `arg:"" passthrough:"" help:"Command and arguments (after --)."`
+	Command []string `arg:"" passthrough:"partial" help:"Command and arguments (after --)."`
 }
 
 func (r *runCmd) Run(g *Globals, logger *slog.Logger) error {
