@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func TestProfileCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(good, []byte("[profile]\nextends = [\"default\"]\n[syscalls]\ndeny = [\"ptrace\"]\n"), 0o644)
+	os.WriteFile(bad, []byte("[profile]\ndefault = \"allow\"\n[syscalls]\nallow = [\"opn\"]\n"), 0o644)
+
+	out, _, code := runCLI(t, "profile", "check", good)
+	if code != 0 || !strings.Contains(out, "ok") {
+		t.Fatalf("check good: code %d, out %q", code, out)
+	}
+	_, errOut, code := runCLI(t, "profile", "check", bad)
+	if code != 1 || !strings.Contains(errOut, "bad.toml:4:") || !strings.Contains(errOut, `did you mean "open"`) {
+		t.Fatalf("check bad: code %d, stderr %q", code, errOut)
+	}
+	for _, name := range []string{"default", "strict", "audit"} {
+		if _, e, code := runCLI(t, "profile", "check", name); code != 0 {
+			t.Errorf("built-in %s: %s", name, e)
+		}
+	}
+}
+
+func TestProfileCompile(t *testing.T) {
+	out, _, code := runCLI(t, "profile", "compile", "default")
+	if code != 0 || !strings.Contains(out, "ld    [4]  ; arch") || !strings.Contains(out, "ret   #0x7fc00000  ; notify") {
+		t.Fatalf("compile text: code %d\n%s", code, out)
+	}
+	raw, _, code := runCLI(t, "profile", "compile", "default", "--format", "bpf")
+	if code != 0 || len(raw)%8 != 0 || len(raw) == 0 {
+		t.Fatalf("compile bpf: code %d, %d bytes", code, len(raw))
+	}
+}
+
+func TestSyscalls(t *testing.T) {
+	out, _, code := runCLI(t, "syscalls")
+	if code != 0 || !strings.Contains(out, "  59 execve") {
+		t.Fatalf("syscalls: code %d", code)
+	}
+	out, _, code = runCLI(t, "syscalls", "--group", "@mount")
+	if code != 0 || !strings.Contains(out, "mount") || strings.Contains(out, "execve") {
+		t.Fatalf("syscalls --group @mount: code %d\n%s", code, out)
+	}
+	_, errOut, code := runCLI(t, "syscalls", "--group", "@mnt")
+	if code != 1 || !strings.Contains(errOut, "unknown group") {
+		t.Fatalf("unknown group: code %d %q", code, errOut)
+	}
+}
+
+func TestUsageErrorsAre125(t *testing.T) {
+	for _, args := range [][]string{{"bogus"}, {"run", "--nope", "--", "true"}, {"run", "--"}, {"profile", "compile", "default", "--format", "elf"}} {
+		if _, _, code := runCLI(t, args...); code != 125 {
+			t.Errorf("%v: exit %d, want 125", args, code)
+		}
+	}
+}
