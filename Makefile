@@ -15,7 +15,8 @@ setup:
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/archangel
 
-# A static binary: libseccomp.a ships in libseccomp-dev.
+# A static binary: archangel's only C is its launcher shim, so a static
+# glibc link is all it takes.
 static:
 	$(GO) build -trimpath -tags osusergo,netgo -ldflags '-linkmode external -extldflags "-static"' -o $(BIN)-static ./cmd/archangel
 

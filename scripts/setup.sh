@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what archangel needs to build and test on Debian/Ubuntu:
-# libseccomp-dev (headers and libseccomp.a for cgo), gcc, and the ordinary
-# programs the integration tests run under real filters.
+# Installs what archangel needs to build and test on Debian/Ubuntu: gcc
+# (cgo: the launcher shim), the ordinary programs the integration tests run
+# under real filters, and libseccomp-dev for ../shared/bench/limits, the C
+# harness the benchmarks are compared with.
 set -euo pipefail
 need=()
 dpkg -s libseccomp-dev >/dev/null 2>&1 || need+=(libseccomp-dev)
