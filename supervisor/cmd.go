@@ -181,6 +181,7 @@ func (c *Cmd) Start() error {
 		c.sigc = make(chan os.Signal, 8)
 		signal.Notify(c.sigc, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
 	}
+	sup := newSupervisor(c.Profile, c.Program, c.Mode, logger, c.Events)
 	stdin, stdout, stderr := orStd(c.Stdin, os.Stdin), orStd(c.Stdout, os.Stdout), orStd(c.Stderr, os.Stderr)
 	attr := &syscall.SysProcAttr{
 		// The target dies with the supervisor: nothing runs unsupervised.
@@ -214,8 +215,7 @@ func (c *Cmd) Start() error {
 		c.restoreForeground()
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
-	sup, err := newSupervisor(listener, c.Profile, c.Program, c.Mode, logger, c.Events)
-	if err != nil {
+	if err := sup.attach(listener); err != nil {
 		unix.Close(listener)
 		_ = proc.Kill()
 		c.reapAll()

@@ -30,8 +30,8 @@ func (s Source) String() string {
 type decision struct {
 	action profiles.Action
 	errno  profiles.Errno
-	source Source // the layer that decided (SourceCache on a hit)
-	layer  Source // the layer that decided originally
+	source Source       // the layer that decided (SourceCache on a hit)
+	layer  Source       // the layer that decided originally
 	pos    profiles.Pos // where the deciding rule was written (zero for the supervisor default)
 	rule   string       // which rule: "syscalls.deny", "files.deny[2] ..."; "" for the default
 }

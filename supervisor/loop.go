@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -20,7 +21,6 @@ import (
 // Supervisor answers the notifications of one listener.
 type Supervisor struct {
 	listener int
-	wake     int // eventfd: stop the receive loop
 	profile  *profiles.Profile
 	program  *filter.Program
 	mode     profiles.Mode
@@ -31,16 +31,15 @@ type Supervisor struct {
 	syncWake bool
 	done     chan struct{}
 	stopOnce sync.Once
+	stopping atomic.Bool
+	tid      atomic.Int64 // the receive loop's thread
 }
 
-func newSupervisor(listener int, p *profiles.Profile, prog *filter.Program, mode profiles.Mode, logger *slog.Logger, events io.Writer) (*Supervisor, error) {
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		return nil, fmt.Errorf("eventfd: %w", err)
-	}
+// newSupervisor prepares everything that does not need the listener, so
+// that the launch handshake (listener received → go-ahead) stays short.
+func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode, logger *slog.Logger, events io.Writer) *Supervisor {
 	s := &Supervisor{
-		listener: listener,
-		wake:     wake,
+		listener: -1,
 		profile:  p,
 		program:  prog,
 		mode:     mode,
@@ -53,16 +52,26 @@ func newSupervisor(listener int, p *profiles.Profile, prog *filter.Program, mode
 	if events != nil {
 		s.events = newEventLog(events)
 	}
+	// The receive loop keeps a P while it waits in the kernel; give the
+	// rest of the process (signal forwarding, reaping, the control socket)
+	// the Ps it had. Changing GOMAXPROCS stops the world: do it now, not
+	// while the target waits for the go-ahead.
+	extraProcOnce.Do(func() { runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1) })
+	return s
+}
+
+// attach takes the listener and configures it.
+func (s *Supervisor) attach(listener int) error {
+	s.listener = listener
 	if err := kernel.SetSyncWakeUp(listener); err != nil {
 		if !errors.Is(err, kernel.ErrUnsupported) {
-			unix.Close(wake)
-			return nil, fmt.Errorf("set SYNC_WAKE_UP: %w", err)
+			return fmt.Errorf("set SYNC_WAKE_UP: %w", err)
 		}
-		logger.Warn("degraded: notification round trips may be bimodal", "err", err)
+		s.logger.Warn("degraded: notification round trips may be bimodal", "err", err)
 	} else {
 		s.syncWake = true
 	}
-	return s, nil
+	return nil
 }
 
 func cacheSize(p *profiles.Profile) int {
@@ -71,6 +80,8 @@ func cacheSize(p *profiles.Profile) int {
 	}
 	return 4096
 }
+
+var extraProcOnce sync.Once
 
 func (s *Supervisor) start() {
 	go s.loop()
@@ -81,54 +92,51 @@ func (s *Supervisor) start() {
 // listener without a reader).
 func (s *Supervisor) stop() {
 	s.stopOnce.Do(func() {
-		var one = []byte{1, 0, 0, 0, 0, 0, 0, 0}
-		_, _ = unix.Write(s.wake, one)
-		select {
-		case <-s.done:
-		case <-time.After(2 * time.Second):
-			// The loop is stuck in RECV (a notification vanished between
-			// poll and RECV and no target is left to notify again). The
-			// thread is abandoned; closing the listener below still fails
-			// every notified call closed.
-			s.logger.Warn("receive loop did not stop; abandoning it")
+		s.stopping.Store(true)
+		// The loop blocks in RECV, which a signal interrupts with EINTR
+		// (never restarted). SIGURG is the Go runtime's own preemption
+		// signal: its handler does nothing harmful to a thread in a raw
+		// system call.
+		deadline := time.Now().Add(2 * time.Second)
+	wait:
+		for {
+			if tid := int(s.tid.Load()); tid != 0 {
+				_ = unix.Tgkill(unix.Getpid(), tid, unix.SIGURG)
+			}
+			select {
+			case <-s.done:
+				break wait
+			case <-time.After(time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				s.logger.Warn("receive loop did not stop; abandoning it")
+				break
+			}
 		}
-		unix.Close(s.listener)
-		unix.Close(s.wake)
+		if s.listener >= 0 {
+			unix.Close(s.listener)
+		}
 		if s.events != nil {
 			s.events.flush()
 		}
 	})
 }
 
-// loop receives and answers notifications on one locked OS thread.
+// loop receives and answers notifications on one locked OS thread, with
+// raw system calls (kernel.NotifRecvRaw): the thread holds its P while it
+// waits, so newSupervisor adds one to GOMAXPROCS.
 func (s *Supervisor) loop() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer close(s.done)
-	fds := []unix.PollFd{{Fd: int32(s.listener), Events: unix.POLLIN}, {Fd: int32(s.wake), Events: unix.POLLIN}}
+	s.tid.Store(int64(unix.Gettid()))
 	var n kernel.Notif
 	var resp kernel.NotifResp
-	for {
-		fds[0].Revents, fds[1].Revents = 0, 0
-		if _, err := unix.Poll(fds, -1); err != nil {
-			if err == unix.EINTR {
-				continue
-			}
-			s.logger.Error("supervision stopped: poll listener", "err", err)
-			return
-		}
-		if fds[1].Revents != 0 {
-			return
-		}
-		if fds[0].Revents&unix.POLLIN == 0 {
-			if fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
-				return // no targets left
-			}
-			continue
-		}
-		err := kernel.NotifRecv(s.listener, &n)
+	for !s.stopping.Load() {
+		err := kernel.NotifRecvRaw(s.listener, &n)
 		if err != nil {
-			if errors.Is(err, kernel.ErrNotifGone) {
+			switch {
+			case err == unix.EINTR, errors.Is(err, kernel.ErrNotifGone):
 				continue
 			}
 			s.logger.Error("supervision stopped: receive notification", "err", err)
@@ -137,7 +145,7 @@ func (s *Supervisor) loop() {
 		start := time.Now()
 		s.stats.received.Add(1)
 		s.handle(&n, &resp)
-		err = kernel.NotifSend(s.listener, &resp)
+		err = kernel.NotifSendRaw(s.listener, &resp)
 		s.stats.observe(time.Since(start))
 		switch {
 		case err == nil:
