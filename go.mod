@@ -7,3 +7,5 @@ require (
 	github.com/alecthomas/kong v1.17.0
 	golang.org/x/sys v0.50.0
 )
+
+require github.com/seccomp/libseccomp-golang v0.11.1

@@ -1,8 +1,6 @@
 package filter
 
 import (
-	"sync"
-
 	"github.com/archangel-sandbox/archangel/profiles"
 )
 
@@ -22,23 +20,27 @@ type Verdict struct {
 	Source string       // "syscalls.deny", "syscalls.rule[2]", "profile.default", "arch", ...
 }
 
-// policyIndex maps syscall numbers to policies, built once per profile.
-type policyIndex map[int32]profiles.SyscallPolicy
+// Evaluator decides calls from a profile's semantics with the profile's
+// policies indexed by syscall number. Build one per loaded profile.
+type Evaluator struct {
+	p   *profiles.Profile
+	idx map[int32]profiles.SyscallPolicy
+}
 
-var indexes sync.Map // *profiles.Profile -> policyIndex
-
-func index(p *profiles.Profile) policyIndex {
-	if v, ok := indexes.Load(p); ok {
-		return v.(policyIndex)
-	}
-	idx := policyIndex{}
+// NewEvaluator indexes p's policies.
+func NewEvaluator(p *profiles.Profile) *Evaluator {
+	e := &Evaluator{p: p, idx: map[int32]profiles.SyscallPolicy{}}
 	for _, sp := range p.Policies() {
 		if sp.Nr >= 0 {
-			idx[int32(sp.Nr)] = sp
+			e.idx[int32(sp.Nr)] = sp
 		}
 	}
-	v, _ := indexes.LoadOrStore(p, idx)
-	return v.(policyIndex)
+	return e
+}
+
+// Eval is Evaluator.Eval for a one-off decision (it indexes p each call).
+func Eval(p *profiles.Profile, opts Options, d Data) Verdict {
+	return NewEvaluator(p).Eval(opts, d)
 }
 
 // Eval decides d directly from the profile's semantics, the way the
@@ -46,22 +48,23 @@ func index(p *profiles.Profile) policyIndex {
 // a syscall's conditional rules are tried in order and the first whose
 // conditions all hold decides; otherwise its unconditional action, or the
 // profile default. In audit mode deny and kill become notify.
-func Eval(p *profiles.Profile, opts Options, d Data) Verdict {
+func (e *Evaluator) Eval(opts Options, d Data) Verdict {
 	if d.Arch != AuditArchX8664 {
 		return Verdict{Action: profiles.ActionKill, Source: "arch"}
 	}
 	if uint32(d.Nr)&x32SyscallBit != 0 || d.Nr < 0 && uint32(d.Nr) >= x32SyscallBit {
 		return Verdict{Action: profiles.ActionKill, Source: "arch.x32"}
 	}
-	v := evalEnforce(p, d)
+	v := e.evalEnforce(d)
 	if opts.Mode == profiles.ModeAudit && (v.Action == profiles.ActionErrno || v.Action == profiles.ActionKill) {
 		v.Action, v.Errno = profiles.ActionNotify, 0
 	}
 	return v
 }
 
-func evalEnforce(p *profiles.Profile, d Data) Verdict {
-	sp, ok := index(p)[d.Nr]
+func (e *Evaluator) evalEnforce(d Data) Verdict {
+	p := e.p
+	sp, ok := e.idx[d.Nr]
 	if !ok {
 		return Verdict{Action: p.Default, Errno: p.DefaultErrno, Pos: p.DefaultPos, Source: "profile.default"}
 	}

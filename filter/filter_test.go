@@ -98,6 +98,17 @@ func check(t *testing.T, p *profiles.Profile, mode profiles.Mode) *Program {
 	return prog
 }
 
+var evaluators = map[*profiles.Profile]*Evaluator{}
+
+func evaluator(p *profiles.Profile) *Evaluator {
+	if e, ok := evaluators[p]; ok {
+		return e
+	}
+	e := NewEvaluator(p)
+	evaluators[p] = e
+	return e
+}
+
 // satisfying returns a value for which c holds.
 func satisfying(c profiles.ArgCond) uint64 {
 	switch c.Op {
@@ -116,7 +127,7 @@ func compare(t *testing.T, p *profiles.Profile, prog *Program, opts Options, d D
 		t.Fatalf("run %+v: %v", d, err)
 	}
 	gotA, gotE := Decode(ret)
-	want := Eval(p, opts, d)
+	want := evaluator(p).Eval(opts, d)
 	wantE := want.Errno
 	if want.Action != profiles.ActionErrno {
 		wantE = 0
@@ -344,8 +355,9 @@ func BenchmarkCompile(b *testing.B) {
 func BenchmarkEval(b *testing.B) {
 	p, _ := profiles.Load("default")
 	d := Data{Nr: 44, Arch: AuditArchX8664, Args: [6]uint64{3, 0, 0, 0, 1234}}
+	e := NewEvaluator(p)
 	for b.Loop() {
-		Eval(p, Options{}, d)
+		e.Eval(Options{}, d)
 	}
 }
 

@@ -95,6 +95,15 @@ func TestDefaultProfileDeniesDangerousCalls(t *testing.T) {
 	}
 }
 
+func TestCrossProcessAccessOnlyToDescendants(t *testing.T) {
+	requireNotify(t)
+	r := archangel(t, nil, append([]string{"run", "--no-summary", "--"}, victim("ptrace")...)...)
+	wantCode(t, r, 0)
+	for _, w := range []string{"seize child: ok", "seize parent: EPERM", "read parent memory: operation not permitted"} {
+		wantContains(t, "stdout", r.stdout, w)
+	}
+}
+
 func readEvents(t *testing.T, path string) []map[string]any {
 	t.Helper()
 	f, err := os.Open(path)

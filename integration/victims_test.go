@@ -54,6 +54,28 @@ func runVictim(name string, args []string) int {
 		return rttVictim(atoi(args[0]), atoi(args[1]))
 	case "fast":
 		return fastVictim(atoi(args[0]))
+	case "ptrace":
+		// ptrace: seize our own child (allowed), then our parent (not a
+		// descendant: denied), then read the parent's memory (denied).
+		child := exec.Command("sleep", "30")
+		if err := child.Start(); err != nil {
+			fmt.Println("start child:", err)
+			return 1
+		}
+		defer child.Process.Kill()
+		_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(child.Process.Pid), 0, 0, 0, 0)
+		fmt.Printf("seize child: %s\n", errnoName(e))
+		if e == 0 {
+			unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(child.Process.Pid), 0, 0, 0, 0)
+		}
+		_, _, e = unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(os.Getppid()), 0, 0, 0, 0)
+		fmt.Printf("seize parent: %s\n", errnoName(e))
+		var buf [8]byte
+		local := []unix.Iovec{{Base: &buf[0], Len: 8}}
+		remote := []unix.RemoteIovec{{Base: 0x10000, Len: 8}}
+		_, err := unix.ProcessVMReadv(os.Getppid(), local, remote, 0)
+		fmt.Printf("read parent memory: %v\n", err)
+		return 0
 	case "sleeper":
 		fmt.Println("ready")
 		time.Sleep(time.Minute)
@@ -104,6 +126,9 @@ func callByName(name string) string {
 }
 
 func errnoName(e syscall.Errno) string {
+	if e == 0 {
+		return "ok"
+	}
 	if n := unix.ErrnoName(e); n != "" {
 		return n
 	}

@@ -34,19 +34,24 @@ type decision struct {
 	layer  Source       // the layer that decided originally
 	pos    profiles.Pos // where the deciding rule was written (zero for the supervisor default)
 	rule   string       // which rule: "syscalls.deny", "files.deny[2] ..."; "" for the default
+
+	// nocache marks a verdict that is not a function of the cache key
+	// (it depends on the process tree, a path, history).
+	nocache bool
 }
 
 // decider turns a notification into a decision: cache, then the profile's
 // syscall rules, then the supervisor default.
 type decider struct {
 	profile *profiles.Profile
+	eval    *filter.Evaluator
 	mode    profiles.Mode
 	cache   *decisionCache
 	def     decision
 }
 
 func newDecider(p *profiles.Profile, mode profiles.Mode, size int) *decider {
-	d := &decider{profile: p, mode: mode, cache: newDecisionCache(size)}
+	d := &decider{profile: p, eval: filter.NewEvaluator(p), mode: mode, cache: newDecisionCache(size)}
 	d.def = decision{action: p.Supervisor.Default, errno: p.Supervisor.DefaultErrno, source: SourceDefault, layer: SourceDefault}
 	switch d.def.action {
 	case profiles.ActionAllow, profiles.ActionLog, profiles.ActionErrno, profiles.ActionKill:
@@ -57,9 +62,6 @@ func newDecider(p *profiles.Profile, mode profiles.Mode, size int) *decider {
 	if d.def.action == profiles.ActionErrno && d.def.errno == 0 {
 		d.def.errno = 1
 	}
-	// Build the evaluator's per-profile index now, not on the target's
-	// first notification.
-	filter.Eval(p, filter.Options{Arch: filter.ArchAMD64}, filter.Data{Arch: filter.AuditArchX8664})
 	return d
 }
 
@@ -74,7 +76,7 @@ func (d *decider) decide(n *kernel.Notif) decision {
 		return v
 	}
 	v := d.decideUncached(n)
-	if v.layer != SourceUndecided {
+	if v.layer != SourceUndecided && !v.nocache {
 		d.cache.put(&k, v)
 	}
 	return v
@@ -85,9 +87,12 @@ func (d *decider) decideUncached(n *kernel.Notif) decision {
 	// What the profile says for this call in enforce mode. In audit mode the
 	// kernel notified a call it would have denied or killed; this is the
 	// verdict to record.
-	v := filter.Eval(d.profile, filter.Options{Arch: filter.ArchAMD64, Mode: profiles.ModeEnforce}, data)
+	v := d.eval.Eval(filter.Options{Arch: filter.ArchAMD64, Mode: profiles.ModeEnforce}, data)
 	switch v.Action {
 	case profiles.ActionNotify:
+		if r, ok := relationVerdict(n); ok {
+			return r
+		}
 		return d.def
 	case profiles.ActionAllow, profiles.ActionLog, profiles.ActionErrno, profiles.ActionKill:
 		return decision{action: v.Action, errno: v.Errno, source: SourceRule, layer: SourceRule, pos: v.Pos, rule: v.Source}

@@ -1,6 +1,7 @@
 // Package kernel is archangel's only door to the kernel's seccomp, pidfd and
 // process-memory interfaces, and the only package that uses cgo
-// (libseccomp-golang for program generation, and the launcher shim).
+// (the launcher shim; libseccomp-golang only in the libseccomp-tagged test
+// oracle).
 //
 // Each file wraps one kernel interface and stays small enough to audit:
 //
@@ -11,7 +12,8 @@
 //	mem.go            reads of target memory (process_vm_readv(2))
 //	fd.go             the FD type: an owned descriptor with idempotent Close
 //	features.go       probes for optional kernel features
-//	libseccomp.go     profile rules to classic BPF through libseccomp
+//	libseccomp.go     (build tag libseccomp) the same rules through libseccomp,
+//	                  kept as a test oracle for filter; see its tests
 //
 // The package imports no other archangel package; its API speaks plain Go
 // types so that libseccomp's never leak.
