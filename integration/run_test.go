@@ -104,6 +104,41 @@ func TestCrossProcessAccessOnlyToDescendants(t *testing.T) {
 	}
 }
 
+func TestLiveStatsOverControlSocket(t *testing.T) {
+	requireNotify(t)
+	sock := filepath.Join(t.TempDir(), "ctl.sock")
+	cmd := exec.Command(archangelBin, append([]string{"run", "--no-summary", "--control-socket", sock, "--"},
+		victim("fork", "sleeper")...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("sleeper said %q", line)
+	}
+	st, err := os.Stat(sock)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket %v, mode %v: want 0600", err, st)
+	}
+	r := archangel(t, nil, "stats", "--json", sock)
+	wantCode(t, r, 0)
+	var snap map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &snap); err != nil {
+		t.Fatalf("stats --json: %v\n%s", err, r.stdout)
+	}
+	if snap["profile"] != "default" || snap["notifications_received"].(float64) < 1 || snap["targets"].(float64) < 2 {
+		t.Fatalf("stats: profile %v, received %v, targets %v; want default, >= 1 (the execs), >= 2 (fork victim and sleeper)\n%s",
+			snap["profile"], snap["notifications_received"], snap["targets"], r.stdout)
+	}
+	text := archangel(t, nil, "stats", sock)
+	wantCode(t, text, 0)
+	wantContains(t, "stats", text.stdout, "default")
+}
+
 func readEvents(t *testing.T, path string) []map[string]any {
 	t.Helper()
 	f, err := os.Open(path)

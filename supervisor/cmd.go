@@ -60,6 +60,12 @@ type Cmd struct {
 	Logger *slog.Logger // nil discards
 	Events io.Writer    // JSON-lines event log; nil: none
 
+	// ControlSocket is the unix socket `archangel stats` reads the live
+	// figures from (ServeControl); "": none. MetricsAddr serves them to
+	// Prometheus at http://ADDR/metrics (ServeMetrics); "": none.
+	ControlSocket string
+	MetricsAddr   string
+
 	// ShimPath is the binary re-executed as the launcher shim; it must call
 	// RunShimIfRequested. Empty: this executable.
 	ShimPath string
@@ -80,6 +86,7 @@ type Cmd struct {
 	fgTTY    int // the terminal whose foreground we handed to the target, or -1
 
 	handshakeStart time.Time
+	servers        []io.Closer // control socket, metrics endpoint (startServers)
 }
 
 // Command returns a Cmd that runs name with args under prog. A name
@@ -224,6 +231,13 @@ func (c *Cmd) Start() error {
 	}
 	c.sup = sup
 	sup.start()
+	if c.servers, err = startServers(c.ControlSocket, c.MetricsAddr, sup.stats.Snapshot, logger); err != nil {
+		_ = proc.Kill()
+		sup.stop()
+		c.reapAll()
+		c.restoreForeground()
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
 	if c.sigc != nil {
 		go c.forward()
 	}
@@ -234,6 +248,7 @@ func (c *Cmd) Start() error {
 	if err != nil {
 		_ = proc.Kill()
 		sup.stop()
+		closeAll(c.servers)
 		c.reapAll()
 		c.restoreForeground()
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("send go-ahead: %w", err)}
@@ -363,6 +378,7 @@ func (c *Cmd) wait() (Result, error) {
 	// run, supervised or not.
 	c.reapAll()
 	c.sup.stop()
+	closeAll(c.servers)
 	res := Result{Stats: c.sup.stats}
 	if err != nil {
 		return res, err

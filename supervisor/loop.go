@@ -49,6 +49,7 @@ func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode
 	}
 	s.decider = newDecider(p, mode, cacheSize(p))
 	s.stats.cache = s.decider.cache
+	s.stats.SetRules(len(p.Rules), 1) // placeholder until rule sets reload
 	if events != nil {
 		s.events = newEventLog(events)
 	}

@@ -36,6 +36,7 @@ type Stats struct {
 	sources  [numSources]atomic.Uint64
 	hist     [histBuckets]atomic.Uint64
 	cache    *decisionCache
+	live     liveStats // by source and verdict, busiest, latest denials, rules (stats_recent.go)
 
 	mu     sync.Mutex
 	denied map[deniedKey]uint64
@@ -49,7 +50,9 @@ type deniedKey struct {
 }
 
 func newStats(profile string, mode profiles.Mode) *Stats {
-	return &Stats{Profile: profile, Mode: mode, denied: map[deniedKey]uint64{}}
+	s := &Stats{Profile: profile, Mode: mode, denied: map[deniedKey]uint64{}}
+	s.live.init()
+	return s
 }
 
 func (s *Stats) count(d decision, n *kernel.Notif) {
@@ -57,8 +60,10 @@ func (s *Stats) count(d decision, n *kernel.Notif) {
 		s.actions[d.action].Add(1)
 	}
 	s.sources[d.source].Add(1)
-	if d.action == profiles.ActionErrno || d.action == profiles.ActionKill || d.layer == SourceUndecided {
-		k := deniedKey{syscall: syscallName(n.Data.Nr), comm: procComm(n.PID), rule: ruleText(d), action: d.action}
+	denied := d.action == profiles.ActionErrno || d.action == profiles.ActionKill || d.layer == SourceUndecided
+	comm := s.live.count(d, n, denied) // read from /proc when denied
+	if denied {
+		k := deniedKey{syscall: syscallName(n.Data.Nr), comm: comm, rule: ruleText(d), action: d.action}
 		s.mu.Lock()
 		s.denied[k]++
 		s.mu.Unlock()
@@ -67,6 +72,7 @@ func (s *Stats) count(d decision, n *kernel.Notif) {
 
 func (s *Stats) observe(dt time.Duration) {
 	s.hist[histIndex(uint64(dt))].Add(1)
+	s.live.observe(dt)
 }
 
 func histIndex(ns uint64) int {
@@ -136,6 +142,13 @@ type Snapshot struct {
 	DecisionP99NS  uint64            `json:"decision_p99_ns"`
 	Denied         []DeniedCount     `json:"denied"`
 	HandshakeNS    uint64            `json:"handshake_ns"`
+	DecisionCount  uint64            `json:"decision_count"`  // decisions timed
+	DecisionSumNS  uint64            `json:"decision_sum_ns"` // their total time
+	Decisions      []DecisionCount   `json:"decisions"`       // by source and verdict
+	Busiest        []ProcCount       `json:"busiest"`         // top comm by notifications
+	Recent         []Denial          `json:"recent_denials"`  // the latest denials, newest first
+	RulesActive    int               `json:"rules_active"`
+	RulesVersion   uint64            `json:"rules_version"`
 }
 
 // DeniedCount is one line of the "top denied" table.
@@ -180,6 +193,8 @@ func (s *Stats) Snapshot() Snapshot {
 		total += counts[i]
 	}
 	out.DecisionP50NS, out.DecisionP99NS = quantile(&counts, total, 0.50), quantile(&counts, total, 0.99)
+	out.DecisionCount = total
+	s.live.fill(&out)
 	s.mu.Lock()
 	for k, v := range s.denied {
 		out.Denied = append(out.Denied, DeniedCount{Syscall: k.syscall, Comm: k.comm, Rule: k.rule, Verdict: k.action.String(), Count: v})

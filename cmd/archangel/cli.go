@@ -30,6 +30,7 @@ type cli struct {
 	Run      runCmd      `cmd:"" help:"Run a command under a profile."`
 	Profile  profileCmd  `cmd:"" help:"Check and compile profiles."`
 	Syscalls syscallsCmd `cmd:"" help:"List the system calls and @groups profiles may name."`
+	Stats    statsCmd    `cmd:"" help:"Show a running supervisor's live figures."`
 }
 
 // exitStatus carries a command's exit status through kong's error return.
@@ -113,6 +114,9 @@ type runCmd struct {
 	Events  string   `help:"Append a JSON-lines record of every supervisor decision to FILE." type:"path" placeholder:"FILE"`
 	Summary bool     `help:"Print the end-of-run summary on stderr." default:"true" negatable:""`
 	Command []string `arg:"" passthrough:"partial" help:"Command and arguments (after --)."`
+
+	ControlSocket string `help:"Serve live figures to 'archangel stats' on this unix socket (default: $XDG_RUNTIME_DIR/archangel/PID.sock, /run/archangel/PID.sock for root); none: no socket." placeholder:"PATH"`
+	MetricsAddr   string `help:"Serve Prometheus metrics at http://ADDR/metrics; loopback unless ADDR names a host (a bare port means 127.0.0.1:PORT)." placeholder:"ADDR"`
 }
 
 func (r *runCmd) Run(g *Globals, logger *slog.Logger) error {
@@ -141,6 +145,8 @@ func (r *runCmd) Run(g *Globals, logger *slog.Logger) error {
 	cmd.Mode = mode
 	cmd.Logger = logger
 	cmd.ForwardSignals = true
+	cmd.ControlSocket = controlSocketFlag(r.ControlSocket)
+	cmd.MetricsAddr = r.MetricsAddr
 	if r.Events != "" {
 		f, err := os.OpenFile(r.Events, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
