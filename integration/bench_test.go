@@ -62,6 +62,28 @@ func fastVictim(n int) int {
 	return 0
 }
 
+// openVictim times n openat+close of path (an emulated open when the
+// profile notifies @open and has [files] rules).
+func openVictim(n int, path string) int {
+	p, _ := unix.BytePtrFromString(path)
+	lat := make([]time.Duration, n)
+	for j := range lat {
+		t0 := time.Now()
+		fd, _, e := unix.RawSyscall6(unix.SYS_OPENAT, atFDCWD, uintptr(unsafePointer(p)), unix.O_RDONLY|unix.O_CLOEXEC, 0, 0, 0)
+		lat[j] = time.Since(t0)
+		if e != 0 {
+			fmt.Fprintln(os.Stderr, "open:", e)
+			return 1
+		}
+		unix.RawSyscall(unix.SYS_CLOSE, fd, 0, 0)
+	}
+	slices.Sort(lat)
+	fmt.Printf("p50=%d p99=%d\n", lat[n/2].Nanoseconds(), lat[n*99/100].Nanoseconds())
+	return 0
+}
+
+var atFDCWD = uintptr(0xffffffffffffff9c) // AT_FDCWD (-100) as the kernel reads it
+
 var benchLine = regexp.MustCompile(`p50=(\d+) p99=(\d+)(?: ops_per_s=(\d+))?`)
 
 func benchVictim(b *testing.B, archangelArgs []string, argv []string) (p50, p99, ops float64) {
@@ -111,6 +133,19 @@ func BenchmarkNotifyRoundTrip(b *testing.B) {
 			b.ReportMetric(median(opss), "ops/s")
 		})
 	}
+}
+
+// BenchmarkEmulatedOpen: an openat the supervisor checks against [files]
+// rules and carries out itself (openat2 + ADDFD + SEND). Compare with
+// limits' notify.emuopen_sync.
+func BenchmarkEmulatedOpen(b *testing.B) {
+	var p50s, p99s []float64
+	for b.Loop() {
+		p50, p99, _ := benchVictim(b, []string{"-p", testdata("files.toml")}, victim("openloop", "20000", "/etc/hostname"))
+		p50s, p99s = append(p50s, p50), append(p99s, p99)
+	}
+	b.ReportMetric(median(p50s), "p50-ns")
+	b.ReportMetric(median(p99s), "p99-ns")
 }
 
 // BenchmarkFastPath: an allowed getpid under the default profile's filter,

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,6 +138,147 @@ func TestLiveStatsOverControlSocket(t *testing.T) {
 	text := archangel(t, nil, "stats", sock)
 	wantCode(t, text, 0)
 	wantContains(t, "stats", text.stdout, "default")
+}
+
+// TestOpenRaceNeverYieldsDeniedFile: a thread flips the path buffer
+// between an allowed and a denied file while another opens it. The
+// supervisor opens what it checked and hands the fd over (ADDFD), so the
+// denied file is never opened, however the flips fall.
+func TestOpenRaceNeverYieldsDeniedFile(t *testing.T) {
+	requireNotify(t)
+	dir := t.TempDir()
+	for name, content := range map[string]string{"ok/data": "PUBLIC", "no/data": "SECRET"} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := archangel(t, []string{"TMPDIR=" + dir}, append([]string{"run", "--no-summary", "-p", testdata("race.toml"), "--"},
+		victim("race", filepath.Join(dir, "ok/data"), filepath.Join(dir, "no/data"), "20000")...)...)
+	wantCode(t, r, 0)
+	var ok, denied, secret int
+	if _, err := fmt.Sscanf(r.stdout[strings.Index(r.stdout, "race "):], "race ok=%d denied=%d secret=%d", &ok, &denied, &secret); err != nil {
+		t.Fatalf("victim said %q", r.stdout)
+	}
+	t.Logf("opens: %d of the allowed file, %d denied, %d of the denied file", ok, denied, secret)
+	if secret != 0 {
+		t.Fatalf("the denied file was opened %d times", secret)
+	}
+	if ok == 0 || denied == 0 {
+		t.Fatalf("the flips were not seen both ways (ok=%d denied=%d): the test did not race", ok, denied)
+	}
+}
+
+func TestFileRules(t *testing.T) {
+	requireNotify(t)
+	dir := t.TempDir()
+	secretDir := filepath.Join(dir, "archangel-it-secret")
+	os.MkdirAll(secretDir, 0o755)
+	os.WriteFile(filepath.Join(secretDir, "key"), []byte("SECRET"), 0o644)
+	os.Symlink(filepath.Join(secretDir, "key"), filepath.Join(dir, "innocent"))
+	env := []string{"TMPDIR=" + dir}
+	run := func(mode string, script string) result {
+		args := []string{"run", "--no-summary", "-p", testdata("files.toml")}
+		if mode != "" {
+			args = append(args, "--mode", mode)
+		}
+		return archangel(t, env, append(args, "--", "sh", "-c", script)...)
+	}
+	t.Run("allowed read is carried out", func(t *testing.T) {
+		r := run("", "cat /etc/hostname")
+		wantCode(t, r, 0)
+		host, _ := os.ReadFile("/etc/hostname")
+		wantContains(t, "stdout", r.stdout, strings.TrimSpace(string(host)))
+	})
+	t.Run("denied read by path and through a symlink", func(t *testing.T) {
+		r := run("", "cat "+filepath.Join(secretDir, "key")+"; cat "+filepath.Join(dir, "innocent")+"; echo done")
+		wantCode(t, r, 0)
+		if strings.Contains(r.stdout, "SECRET") {
+			t.Fatalf("secret read:\n%s", r.stdout)
+		}
+		if n := strings.Count(r.stderr, "Permission denied"); n != 2 {
+			t.Fatalf("want 2 permission errors, got %d:\n%s", n, r.stderr)
+		}
+	})
+	t.Run("create honours mode and umask, keeps O_CLOEXEC", func(t *testing.T) {
+		out := filepath.Join(dir, "made")
+		// python opens with O_CLOEXEC; sh's redirections without it.
+		r := run("", "umask 027; /usr/bin/python3 -c \"import os, fcntl; fd=os.open('"+out+"', os.O_CREAT|os.O_WRONLY, 0o666); print('cloexec', fcntl.fcntl(fd, fcntl.F_GETFD) & 1)\"; exec 3< /etc/hostname; grep flags /proc/$$/fdinfo/3")
+		wantCode(t, r, 0)
+		wantContains(t, "stdout", r.stdout, "cloexec 1")
+		var flags int
+		if i := strings.Index(r.stdout, "flags:"); i < 0 {
+			t.Fatalf("no fdinfo flags in %q", r.stdout)
+		} else if _, err := fmt.Sscanf(r.stdout[i:], "flags:\t%o", &flags); err != nil || flags&unix.O_CLOEXEC != 0 {
+			t.Fatalf("fd 3 of sh: flags %o (%v), want no O_CLOEXEC", flags, err)
+		}
+		st, err := os.Stat(out)
+		if err != nil || st.Mode().Perm() != 0o640 {
+			t.Fatalf("created file: %v, mode %v; want 0640 (0666 &^ umask 027)", err, st)
+		}
+	})
+	t.Run("write outside the write list is denied", func(t *testing.T) {
+		r := run("", "echo x > /etc/archangel-it-should-not-exist")
+		if r.code == 0 || !strings.Contains(r.stderr, "Permission denied") && !strings.Contains(r.stderr, "Operation not permitted") {
+			t.Fatalf("write to /etc allowed? code %d stderr %s", r.code, r.stderr)
+		}
+		if _, err := os.Stat("/etc/archangel-it-should-not-exist"); err == nil {
+			os.Remove("/etc/archangel-it-should-not-exist")
+			t.Fatal("the file was created")
+		}
+	})
+	t.Run("audit mode records and does not block", func(t *testing.T) {
+		ev := filepath.Join(dir, "ev.jsonl")
+		r := archangel(t, env, "run", "--no-summary", "--mode", "audit", "--events", ev, "-p", testdata("files.toml"), "--", "cat", filepath.Join(secretDir, "key"))
+		wantCode(t, r, 0)
+		wantContains(t, "stdout", r.stdout, "SECRET")
+		found := false
+		for _, e := range readEvents(t, ev) {
+			if e["path"] == filepath.Join(secretDir, "key") && e["verdict"] == "deny" && e["enforced"] == false {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatal("no audit event denying the secret path")
+		}
+	})
+}
+
+func TestNetworkRules(t *testing.T) {
+	requireNotify(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	script := fmt.Sprintf(`import socket
+for host in ("127.0.0.1", "127.0.0.2"):
+    s = socket.socket()
+    try:
+        s.connect((host, %d)); print(host, "connected", s.recv(100)[-5:].decode())
+    except OSError as e:
+        print(host, "refused", e.errno)
+`, port)
+	r := archangel(t, nil, "run", "--no-summary", "-p", testdata("files.toml"), "--", "/usr/bin/python3", "-c", script)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "127.0.0.1 connected hello")
+	wantContains(t, "stdout", r.stdout, "127.0.0.2 refused 13")
+	if _, err := exec.LookPath("curl"); err == nil {
+		r := archangel(t, nil, "run", "--no-summary", "-p", testdata("files.toml"), "--", "curl", "-s", fmt.Sprintf("http://127.0.0.1:%d/", port))
+		wantCode(t, r, 0)
+		wantContains(t, "curl stdout", r.stdout, "hello")
+	}
 }
 
 func readEvents(t *testing.T, path string) []map[string]any {

@@ -52,6 +52,10 @@ func runVictim(name string, args []string) int {
 		return gostress(time.Duration(atoi(args[0])) * time.Millisecond)
 	case "rtt":
 		return rttVictim(atoi(args[0]), atoi(args[1]))
+	case "race":
+		return raceVictim(args[0], args[1], atoi(args[2]))
+	case "openloop":
+		return openVictim(atoi(args[0]), args[1])
 	case "fast":
 		return fastVictim(atoi(args[0]))
 	case "ptrace":
@@ -193,5 +197,53 @@ func gostress(d time.Duration) int {
 	if bad.Load() != 0 || calls.Load() == 0 {
 		return 1
 	}
+	return 0
+}
+
+// raceVictim opens a path whose buffer another thread keeps rewriting
+// between an allowed file and a denied one of the same length, and counts
+// what it got. An enforcing supervisor that let the kernel re-read the
+// path after its check (CONTINUE) would hand out the denied file.
+func raceVictim(allowed, denied string, n int) int {
+	if len(allowed) != len(denied) {
+		fmt.Println("paths differ in length")
+		return 2
+	}
+	buf := make([]byte, len(allowed)+1)
+	copy(buf, allowed)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		runtime.LockOSThread()
+		for !stop.Load() {
+			for i := range denied {
+				buf[i] = denied[i]
+			}
+			for i := range allowed {
+				buf[i] = allowed[i]
+			}
+		}
+	}()
+	var okCount, deniedCount, secret int
+	content := make([]byte, 64)
+	for range n {
+		fd, _, e := unix.RawSyscall6(unix.SYS_OPENAT, atFDCWD, uintptr(unsafePointer(&buf[0])), unix.O_RDONLY|unix.O_CLOEXEC, 0, 0, 0)
+		if e != 0 {
+			deniedCount++
+			continue
+		}
+		k, _ := unix.Read(int(fd), content)
+		unix.Close(int(fd))
+		if string(content[:k]) == "SECRET" {
+			secret++
+		} else {
+			okCount++
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	fmt.Printf("race ok=%d denied=%d secret=%d\n", okCount, deniedCount, secret)
 	return 0
 }

@@ -311,6 +311,9 @@ func (l *layer) overlay(d *layer) {
 	if d.cacheSize != nil {
 		l.cacheSize = d.cacheSize
 	}
+	if d.advisory != nil {
+		l.advisory = d.advisory
+	}
 	if d.model != nil {
 		l.model, l.modelPos = d.model, d.modelPos
 	}
@@ -384,6 +387,9 @@ func (l *layer) profile() *Profile {
 	}
 	if l.cacheSize != nil {
 		p.Supervisor.CacheSize = *l.cacheSize
+	}
+	if l.advisory != nil {
+		p.Supervisor.Advisory = *l.advisory
 	}
 	if l.model != nil {
 		p.Analyzer.Model = *l.model

@@ -45,6 +45,7 @@ type layer struct {
 	supDefaultPos Pos
 	supErrno      *Errno
 	cacheSize     *int
+	advisory      *[]string
 
 	model     *string
 	modelPos  Pos
@@ -1010,7 +1011,13 @@ func validHostname(h string) bool {
 
 // ---- [supervisor], [analyzer] ----
 
-var supervisorKeys = []string{"default", "errno", "cache_size"}
+var supervisorKeys = []string{"default", "errno", "cache_size", "advisory"}
+
+// AdvisoryKinds are the call kinds a profile may accept advisory (CONTINUE)
+// allows for in [supervisor] advisory: calls whose allow by path the
+// supervisor cannot carry out itself, so that the kernel re-reads the
+// path after the check.
+var AdvisoryKinds = []string{"exec", "stat", "create", "delete", "rename", "attr", "chdir", "connect", "bind"}
 
 func (p *docParser) supervisor(l *layer, t map[string]any) {
 	const at = "supervisor"
@@ -1020,6 +1027,18 @@ func (p *docParser) supervisor(l *layer, t map[string]any) {
 	}
 	if e, _, ok := p.errno(t, at, "errno"); ok {
 		l.supErrno = &e
+	}
+	if items, ok := p.strs(t, at, "advisory"); ok {
+		kinds := []string{}
+		for _, it := range items {
+			if !slices.Contains(AdvisoryKinds, it.text) {
+				p.errs.add(it.pos, "valid kinds: "+strings.Join(AdvisoryKinds, ", ")+" (open is always carried out race-free)",
+					"supervisor.advisory: unknown call kind %q%s", it.text, didYouMeanSuffix(it.text, AdvisoryKinds))
+				continue
+			}
+			kinds = append(kinds, it.text)
+		}
+		l.advisory = &kinds
 	}
 	if n, pos, ok := p.integer(t, at, "cache_size"); ok {
 		if n < 0 || n > 1<<24 {

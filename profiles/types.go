@@ -154,6 +154,12 @@ type Supervisor struct {
 	DefaultErrno Errno
 	DefaultPos   Pos
 	CacheSize    int // decision cache entries; 0 = built-in default
+	// Advisory lists the call kinds (AdvisoryKinds) for which the profile
+	// accepts an advisory allow: the supervisor checks the path or address
+	// and lets the kernel run the call (CONTINUE), which a thread that
+	// rewrites the argument after the check can get around. Kinds not
+	// listed are denied when an allow cannot be carried out race-free.
+	Advisory []string
 }
 
 // Analyzer configures the model tier (see the analyzer package).

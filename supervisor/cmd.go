@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -22,6 +23,7 @@ import (
 	"github.com/archangel-sandbox/archangel/filter"
 	"github.com/archangel-sandbox/archangel/internal/kernel"
 	"github.com/archangel-sandbox/archangel/profiles"
+	"github.com/archangel-sandbox/archangel/supervisor/rules"
 )
 
 // Exit statuses archangel uses for its own failures (STYLE.md "CLI").
@@ -188,7 +190,11 @@ func (c *Cmd) Start() error {
 		c.sigc = make(chan os.Signal, 8)
 		signal.Notify(c.sigc, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
 	}
-	sup := newSupervisor(c.Profile, c.Program, c.Mode, logger, c.Events)
+	set, err := c.compileRules()
+	if err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	sup := newSupervisor(c.Profile, c.Program, c.Mode, logger, c.Events, set)
 	stdin, stdout, stderr := orStd(c.Stdin, os.Stdin), orStd(c.Stdout, os.Stdout), orStd(c.Stderr, os.Stderr)
 	attr := &syscall.SysProcAttr{
 		// The target dies with the supervisor: nothing runs unsupervised.
@@ -258,6 +264,48 @@ func (c *Cmd) Start() error {
 	ok = true
 	logger.Info("target started", "pid", c.pid, "profile", c.Profile.Name, "mode", c.Mode.String(), "path", c.Path)
 	return nil
+}
+
+// compileRules compiles the profile's [files], [network] and [exec] rules
+// for this launch (${CWD}, ${HOME}, ${TMPDIR} from the target's directory
+// and environment; host names resolved now). nil when there are none.
+func (c *Cmd) compileRules() (*rules.Set, error) {
+	p := c.Profile
+	if len(p.Files.Read)+len(p.Files.Write)+len(p.Files.Exec)+len(p.Files.Deny)+
+		len(p.Network.Connect)+len(p.Network.Bind)+len(p.Network.Deny)+len(p.Exec.Rules) == 0 {
+		return nil, nil
+	}
+	env := c.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	lookup := func(k string) string {
+		for i := len(env) - 1; i >= 0; i-- {
+			if v, ok := strings.CutPrefix(env[i], k+"="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	cwd := c.Dir
+	if cwd == "" {
+		var err error
+		if cwd, err = os.Getwd(); err != nil {
+			return nil, fmt.Errorf("rules: working directory: %w", err)
+		}
+	}
+	cwd, _ = filepath.Abs(cwd)
+	e := rules.Env{CWD: cwd, HOME: lookup("HOME"), TMPDIR: lookup("TMPDIR")}
+	if e.HOME == "" {
+		e.HOME = "/nonexistent" // ${HOME} rules then match nothing real
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	set, err := rules.Compile(ctx, p, e, net.DefaultResolver)
+	if err != nil {
+		return nil, fmt.Errorf("compile rules of profile %q: %w", p.Name, err)
+	}
+	return set, nil
 }
 
 func orStd(f, std *os.File) *os.File {
@@ -498,5 +546,3 @@ func exitCodeOf(err error) int {
 
 // ExitCode maps an error from Start, Wait or Run to archangel's exit status.
 func ExitCode(err error) int { return exitCodeOf(err) }
-
-var _ = context.Background

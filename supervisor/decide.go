@@ -38,6 +38,9 @@ type decision struct {
 	// nocache marks a verdict that is not a function of the cache key
 	// (it depends on the process tree, a path, history).
 	nocache bool
+	// pointer: the verdict depends on target memory; decode the call and
+	// ask the rules (Supervisor.decideCall).
+	pointer bool
 }
 
 // decider turns a notification into a decision: cache, then the profile's
@@ -45,6 +48,7 @@ type decision struct {
 type decider struct {
 	profile *profiles.Profile
 	eval    *filter.Evaluator
+	paths   *pathRules // nil: the profile has no [files]/[network]/[exec] rules
 	mode    profiles.Mode
 	cache   *decisionCache
 	def     decision
@@ -92,6 +96,9 @@ func (d *decider) decideUncached(n *kernel.Notif) decision {
 	case profiles.ActionNotify:
 		if r, ok := relationVerdict(n); ok {
 			return r
+		}
+		if d.paths.needsCall(n.Data.Nr) {
+			return decision{pointer: true, nocache: true, layer: SourceRule}
 		}
 		return d.def
 	case profiles.ActionAllow, profiles.ActionLog, profiles.ActionErrno, profiles.ActionKill:

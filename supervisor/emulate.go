@@ -70,14 +70,9 @@ func (s *Supervisor) emulateOpen(n *kernel.Notif, c *analyzer.Call, creds kernel
 	// archangel's own copy is always close-on-exec.
 	flags := c.Flags &^ unix.O_CLOEXEC
 	var fd int
-	err := kernel.WithCreds(creds, func() error {
+	err := s.creds.Do(creds, func() error {
 		var err error
-		for attempt := 0; attempt < 2; attempt++ {
-			fd, err = kernel.OpenNoSymlinks(c.Path, flags, uint64(c.Mode))
-			if !errors.Is(err, unix.ELOOP) {
-				break
-			}
-		}
+		fd, err = kernel.OpenNoSymlinks(c.Path, flags, uint64(c.Mode))
 		return err
 	})
 	if err != nil {

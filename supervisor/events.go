@@ -3,10 +3,12 @@ package supervisor
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"sync"
 	"time"
 
+	"github.com/archangel-sandbox/archangel/analyzer"
 	"github.com/archangel-sandbox/archangel/internal/kernel"
 	"github.com/archangel-sandbox/archangel/profiles"
 )
@@ -28,6 +30,13 @@ type Event struct {
 	Rule     string    `json:"rule,omitempty"`
 	Mode     string    `json:"mode"`
 	Enforced bool      `json:"enforced"`
+
+	// The decoded call, for notifications whose verdict depended on it.
+	Kind  string   `json:"kind,omitempty"`
+	Path  string   `json:"path,omitempty"`
+	Path2 string   `json:"path2,omitempty"`
+	Addr  string   `json:"addr,omitempty"`
+	Argv  []string `json:"argv,omitempty"`
 }
 
 type eventLog struct {
@@ -63,7 +72,7 @@ func archName(a uint32) string {
 }
 
 // record writes the event log line and the debug log for one decision.
-func (s *Supervisor) record(n *kernel.Notif, d decision) {
+func (s *Supervisor) record(n *kernel.Notif, d decision, c *analyzer.Call) {
 	e := Event{
 		Time:     time.Now(),
 		PID:      n.PID,
@@ -82,9 +91,29 @@ func (s *Supervisor) record(n *kernel.Notif, d decision) {
 	if d.action == profiles.ActionErrno {
 		e.Errno = d.errno.String()
 	}
+	if c != nil {
+		e.Kind, e.Path, e.Path2, e.Argv = c.Kind.String(), c.Path, c.Path2, c.Argv
+		if c.Addr != nil {
+			e.Addr = addrText(c.Addr)
+		}
+	}
 	if s.events != nil {
 		s.events.write(&e)
 	}
 	s.logger.Debug("notification", "pid", e.PID, "syscall", e.Syscall, "nr", e.Nr, "arch", e.Arch,
 		"notif_id", n.ID, "verdict", e.Verdict, "rule", e.Rule, "profile", s.profile.Name)
+}
+
+func addrText(a *analyzer.SockAddr) string {
+	switch {
+	case a.Unnamed:
+		return "unix:(unnamed)"
+	case a.Abstract:
+		return "unix:@" + a.Unix
+	case a.Unix != "":
+		return "unix:" + a.Unix
+	case a.Addr.IsValid():
+		return a.Addr.String()
+	}
+	return fmt.Sprintf("family %d", a.Family)
 }

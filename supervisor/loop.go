@@ -13,9 +13,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/archangel-sandbox/archangel/analyzer"
 	"github.com/archangel-sandbox/archangel/filter"
 	"github.com/archangel-sandbox/archangel/internal/kernel"
 	"github.com/archangel-sandbox/archangel/profiles"
+	"github.com/archangel-sandbox/archangel/supervisor/rules"
 )
 
 // Supervisor answers the notifications of one listener.
@@ -28,6 +30,10 @@ type Supervisor struct {
 	events   *eventLog
 	decider  *decider
 	stats    *Stats
+	rules    *pathRules           // nil without [files]/[network]/[exec] rules
+	creds    *kernel.CredSwitcher // created on the receive loop's thread
+	canon    canonicalizer
+	dec      *decoder
 	syncWake bool
 	done     chan struct{}
 	stopOnce sync.Once
@@ -37,7 +43,7 @@ type Supervisor struct {
 
 // newSupervisor prepares everything that does not need the listener, so
 // that the launch handshake (listener received → go-ahead) stays short.
-func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode, logger *slog.Logger, events io.Writer) *Supervisor {
+func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode, logger *slog.Logger, events io.Writer, set *rules.Set) *Supervisor {
 	s := &Supervisor{
 		listener: -1,
 		profile:  p,
@@ -48,6 +54,11 @@ func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode
 		done:     make(chan struct{}),
 	}
 	s.decider = newDecider(p, mode, cacheSize(p))
+	s.dec = newDecoder()
+	if set != nil {
+		s.rules = newPathRules(p, set)
+		s.decider.paths = s.rules
+	}
 	s.stats.cache = s.decider.cache
 	s.stats.SetRules(len(p.Rules), 1) // placeholder until rule sets reload
 	if events != nil {
@@ -131,6 +142,7 @@ func (s *Supervisor) loop() {
 	defer runtime.UnlockOSThread()
 	defer close(s.done)
 	s.tid.Store(int64(unix.Gettid()))
+	s.creds = kernel.NewCredSwitcher()
 	var n kernel.Notif
 	var resp kernel.NotifResp
 	for !s.stopping.Load() {
@@ -145,7 +157,10 @@ func (s *Supervisor) loop() {
 		}
 		start := time.Now()
 		s.stats.received.Add(1)
-		s.handle(&n, &resp)
+		if s.handle(&n, &resp) {
+			s.stats.observe(time.Since(start))
+			continue
+		}
 		err = kernel.NotifSendRaw(s.listener, &resp)
 		s.stats.observe(time.Since(start))
 		switch {
@@ -160,27 +175,85 @@ func (s *Supervisor) loop() {
 	}
 }
 
-// handle decides one notification and fills resp.
-func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) {
+// handle decides one notification and fills resp. It returns true when
+// the notification has been answered already (emulated open, a connect
+// answered from its own goroutine) or is gone, so the loop sends nothing.
+func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) bool {
 	d := s.decider.decide(n)
 	*resp = kernel.NotifResp{ID: n.ID}
+	var call *analyzer.Call
+	pl := planContinue
+	var canonical string
+	if d.pointer {
+		c, err := s.dec.decode(s.listener, n)
+		switch {
+		case errors.Is(err, kernel.ErrNotifGone):
+			s.stats.vanished.Add(1)
+			return true
+		case err != nil:
+			// The kernel would refuse these arguments itself (EFAULT,
+			// ENOENT...), or archangel could not read them: fail closed.
+			d = decision{action: profiles.ActionErrno, errno: profiles.Errno(answerErrno(err)), source: SourceUndecided,
+				layer: SourceUndecided, rule: "decode: " + err.Error(), nocache: true}
+		default:
+			call = &c
+			d, pl, canonical = s.decideCall(call)
+		}
+	}
 	s.stats.count(d, n)
 	if s.events != nil || s.logger.Enabled(context.Background(), slog.LevelDebug) {
-		s.record(n, d)
+		s.record(n, d, call)
 	}
 	if s.mode == profiles.ModeAudit {
 		// Audit: decided and recorded, never blocked. CONTINUE is fine
 		// here even for pointer arguments: nothing is being enforced.
 		resp.Flags = kernel.RespFlagContinue
-		return
+		return false
 	}
 	switch d.action {
 	case profiles.ActionAllow, profiles.ActionLog:
-		// The verdict depended on the syscall number and scalar arguments
-		// only (decider.decide never reads target memory for an allow), so
-		// the kernel re-reading pointer arguments after CONTINUE cannot
-		// change it.
-		resp.Flags = kernel.RespFlagContinue
+		switch pl {
+		case planOpen:
+			c := *call
+			c.Path = canonical
+			errno, err := s.emulateOpen(n, &c, credsOf(call))
+			if errno == unix.ELOOP && call.Flags&unix.O_NOFOLLOW == 0 {
+				// A symlink where the cached resolution saw none: resolve
+				// afresh, decide again, and open once more.
+				s.canon.fresh = true
+				d2, pl2, canonical2 := s.decideCall(call)
+				s.canon.fresh = false
+				if pl2 != planOpen {
+					s.stats.count(d2, n)
+					if s.events != nil {
+						s.record(n, d2, call)
+					}
+					resp.Error = -int32(d2.errno)
+					if d2.errno == 0 {
+						resp.Error = -int32(unix.EACCES)
+					}
+					return false
+				}
+				c.Path = canonical2
+				errno, err = s.emulateOpen(n, &c, credsOf(call))
+			}
+			if err == nil && errno == 0 {
+				return true // answered by ADDFD + SEND
+			}
+			if errors.Is(err, kernel.ErrNotifGone) {
+				s.stats.vanished.Add(1)
+				return true
+			}
+			resp.Error = -int32(errno)
+		case planConnect:
+			return s.emulateConnect(n, call, resp)
+		default:
+			// planContinue: the verdict depended on the syscall number
+			// and scalar arguments only, so the kernel re-reading pointer
+			// arguments after CONTINUE cannot change it. planAdvisory: the
+			// profile accepted that risk for this kind of call.
+			resp.Flags = kernel.RespFlagContinue
+		}
 	case profiles.ActionKill:
 		// SIGKILL first: it is pending before the call returns, so the
 		// process never runs another instruction.
@@ -188,7 +261,11 @@ func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) {
 		resp.Error = -int32(unix.EPERM)
 	case profiles.ActionErrno:
 		resp.Error = -int32(d.errno)
+		if d.errno == 0 {
+			resp.Error = -int32(unix.EPERM)
+		}
 	default: // undecidable: fail closed
 		resp.Error = -int32(unix.EPERM)
 	}
+	return false
 }

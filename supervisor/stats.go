@@ -114,6 +114,8 @@ func syscallName(nr int32) string {
 
 func ruleText(d decision) string {
 	switch {
+	case d.rule != "" && d.pos == (profiles.Pos{}):
+		return d.rule
 	case d.rule != "":
 		return fmt.Sprintf("%s (%s)", d.pos, d.rule)
 	case d.layer == SourceDefault:

@@ -35,26 +35,40 @@ type Creds struct {
 	FSUID, FSGID uint32
 }
 
-// WithCreds runs fn on the calling (locked) OS thread with the filesystem
-// UID and GID set to c, and restores them afterwards. setfsuid(2) and
-// setfsgid(2) change only the calling thread; the caller must hold the OS
-// thread (runtime.LockOSThread). When c already matches this thread, fn
-// simply runs.
-func WithCreds(c Creds, fn func() error) error {
-	oldUID, _ := unix.SetfsuidRetUid(-1)
-	oldGID, _ := unix.SetfsgidRetGid(-1)
-	if uint32(oldUID) == c.FSUID && uint32(oldGID) == c.FSGID {
+// CredSwitcher runs functions with a target's filesystem credentials on
+// one locked OS thread. setfsuid(2) and setfsgid(2) change only the
+// calling thread, so the switcher must be created and used on the same
+// locked thread (the receive loop's); it remembers the thread's own
+// credentials so that the common case — the target runs as archangel's
+// user — costs no system call at all.
+type CredSwitcher struct {
+	own Creds
+}
+
+// NewCredSwitcher records the calling thread's filesystem credentials.
+func NewCredSwitcher() *CredSwitcher {
+	uid, _ := unix.SetfsuidRetUid(-1) // -1 is invalid: returns the current value, changes nothing
+	gid, _ := unix.SetfsgidRetGid(-1)
+	return &CredSwitcher{own: Creds{FSUID: uint32(uid), FSGID: uint32(gid)}}
+}
+
+// Do runs fn with the filesystem UID and GID set to c, and restores the
+// thread's own afterwards. If the switch does not take (archangel lacks
+// CAP_SETUID/CAP_SETGID for a target of another user), fn does not run
+// and Do returns EPERM: the operation is refused, never done as archangel.
+func (s *CredSwitcher) Do(c Creds, fn func() error) error {
+	if c == s.own {
 		return fn()
 	}
-	// Order: group first, while we still have the privilege to change it.
+	// Group first, while we still have the privilege to change it.
 	unix.SetfsgidRetGid(int(c.FSGID))
 	unix.SetfsuidRetUid(int(c.FSUID))
 	defer func() {
-		unix.SetfsuidRetUid(oldUID)
-		unix.SetfsgidRetGid(oldGID)
+		unix.SetfsuidRetUid(int(s.own.FSUID))
+		unix.SetfsgidRetGid(int(s.own.FSGID))
 	}()
 	if got, _ := unix.SetfsuidRetUid(-1); uint32(got) != c.FSUID {
-		return unix.EPERM // could not take the target's identity: refuse
+		return unix.EPERM
 	}
 	if got, _ := unix.SetfsgidRetGid(-1); uint32(got) != c.FSGID {
 		return unix.EPERM

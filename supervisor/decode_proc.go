@@ -1,0 +1,316 @@
+package supervisor
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/archangel-sandbox/archangel/analyzer"
+)
+
+// Bounds of the identity cache: one entry per live thread and per process
+// seen recently. On overflow an arbitrary entry goes; it is re-read on the
+// next notification from its owner.
+const (
+	maxCachedThreads = 4096
+	maxCachedProcs   = 1024
+)
+
+// procCache provides analyzer.Process for a notified thread. Reading it
+// from scratch costs five /proc reads (stat, status, exe link, a stat of
+// exe, cgroup); with the cache a repeated notification from a known
+// thread costs one, /proc/TID/stat, which is needed anyway to tell a
+// thread from a later one that reused its TID.
+//
+// Keys are (ID, start time): /proc/PID/stat field 22, in clock ticks since
+// boot, is fixed for the life of a task and differs between two tasks that
+// had the same ID one after the other (unless both started within the same
+// tick, which a PID wrap-around makes impossible in practice). A process
+// keeps its (TGID, start time) across execve, which replaces Exe, so an
+// entry is also dropped when
+//   - its memory layout changes: fields 26-28 of stat (start and end of
+//     code, start of stack) belong to the mm that execve replaces and ASLR
+//     randomises; this catches an exec the profile does not notify;
+//   - the process makes a notified execve/execveat or set*id call
+//     (memReader.forget); the next notification re-reads it.
+//
+// An exec that keeps the same layout (ASLR off, identical code size and
+// stack) and is not notified leaves a stale Exe; credentials changed by a
+// set*id call the profile does not notify stay stale until the next exec.
+// PPID and Comm (the calling thread's, as in /proc/TID/stat) are always
+// fresh.
+//
+// Not safe for concurrent use: the notification loop owns it.
+type procCache struct {
+	threads map[int]threadID
+	procs   map[procKey]*procInfo
+	buf     []byte
+}
+
+type procKey struct {
+	pid   int
+	start uint64
+}
+
+type threadID struct {
+	start uint64  // the thread's own start time
+	proc  procKey // its thread group
+}
+
+type procInfo struct {
+	p  analyzer.Process // PID, Exe, ExeIno, UID, EUID, GID, Cgroup
+	mm [3]uint64
+}
+
+// procStat is what is read from /proc/TID/stat on every notification.
+type procStat struct {
+	comm  string
+	ppid  int
+	start uint64
+	mm    [3]uint64 // startcode, endcode, startstack
+}
+
+func newProcCache() *procCache {
+	return &procCache{
+		threads: make(map[int]threadID),
+		procs:   make(map[procKey]*procInfo),
+		buf:     make([]byte, 8192),
+	}
+}
+
+// lookup returns the identity of thread tid.
+func (c *procCache) lookup(tid int) (analyzer.Process, error) {
+	st, err := c.stat(tid)
+	if err != nil {
+		return analyzer.Process{}, err
+	}
+	var status []byte
+	th, ok := c.threads[tid]
+	if !ok || th.start != st.start {
+		if status, err = c.status(tid); err != nil {
+			return analyzer.Process{}, err
+		}
+		tgid, err := procStatusInt(status, "Tgid:")
+		if err != nil {
+			return analyzer.Process{}, fmt.Errorf("/proc/%d/status: %w", tid, err)
+		}
+		th = threadID{start: st.start, proc: procKey{pid: tgid, start: st.start}}
+		if tgid != tid {
+			leader, err := c.stat(tgid)
+			if err != nil {
+				return analyzer.Process{}, err
+			}
+			th.proc.start = leader.start
+		}
+		evictOne(c.threads, maxCachedThreads)
+		c.threads[tid] = th
+	}
+	pi := c.procs[th.proc]
+	if pi == nil || pi.mm != st.mm {
+		if status == nil {
+			if status, err = c.status(tid); err != nil {
+				return analyzer.Process{}, err
+			}
+		}
+		if pi, err = c.fill(th.proc.pid, tid, status); err != nil {
+			return analyzer.Process{}, err
+		}
+		pi.mm = st.mm
+		evictOne(c.procs, maxCachedProcs)
+		c.procs[th.proc] = pi
+	}
+	p := pi.p
+	p.TID, p.PPID, p.Comm = tid, st.ppid, st.comm
+	return p, nil
+}
+
+// forget drops the cached identity of tid's process.
+func (c *procCache) forget(tid int) {
+	if th, ok := c.threads[tid]; ok {
+		delete(c.procs, th.proc)
+	}
+}
+
+func (c *procCache) fill(pid, tid int, status []byte) (*procInfo, error) {
+	pi := &procInfo{p: analyzer.Process{PID: pid}}
+	uids, err := procStatusIDs(status, "Uid:")
+	if err != nil {
+		return nil, fmt.Errorf("/proc/%d/status: %w", tid, err)
+	}
+	gids, err := procStatusIDs(status, "Gid:")
+	if err != nil {
+		return nil, fmt.Errorf("/proc/%d/status: %w", tid, err)
+	}
+	pi.p.UID, pi.p.EUID, pi.p.GID = uids[0], uids[1], gids[0]
+	dir := "/proc/" + strconv.Itoa(pid)
+	// A process without an mm (exiting, or a kernel thread) has no exe;
+	// leave it empty rather than fail: the call is still decided.
+	if n, err := unix.Readlink(dir+"/exe", c.buf[:unix.PathMax]); err == nil {
+		pi.p.Exe = string(c.buf[:n])
+		var st unix.Stat_t
+		if unix.Stat(dir+"/exe", &st) == nil {
+			pi.p.ExeIno = st.Ino
+		}
+	}
+	if b, err := readProcFile(dir+"/cgroup", c.buf); err == nil {
+		pi.p.Cgroup = cgroupPath(b)
+	}
+	return pi, nil
+}
+
+func (c *procCache) stat(tid int) (procStat, error) {
+	b, err := readProcFile("/proc/"+strconv.Itoa(tid)+"/stat", c.buf)
+	if err != nil {
+		return procStat{}, err
+	}
+	st, ok := parseProcStat(b)
+	if !ok {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: unexpected format", tid)
+	}
+	return st, nil
+}
+
+func (c *procCache) status(tid int) ([]byte, error) {
+	b, err := readProcFile("/proc/"+strconv.Itoa(tid)+"/status", c.buf)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(b), nil // c.buf is reused by the next read
+}
+
+// parseProcStat parses /proc/PID/stat (proc_pid_stat(5)). The command name
+// is in parentheses and may itself contain spaces and parentheses: the
+// fields start after the last ')'.
+func parseProcStat(b []byte) (procStat, bool) {
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return procStat{}, false
+	}
+	st := procStat{comm: string(b[open+1 : end])}
+	rest := b[end+1:]
+	// Field 3 (state) is rest's first field.
+	for i := 3; i <= 28; i++ {
+		rest = bytes.TrimLeft(rest, " ")
+		j := bytes.IndexByte(rest, ' ')
+		if j < 0 {
+			j = len(rest)
+		}
+		f := rest[:j]
+		rest = rest[j:]
+		var err error
+		switch i {
+		case 4:
+			st.ppid, err = strconv.Atoi(string(f))
+		case 22:
+			st.start, err = strconv.ParseUint(string(f), 10, 64)
+		case 26, 27, 28:
+			st.mm[i-26], err = strconv.ParseUint(string(f), 10, 64)
+		}
+		if err != nil || len(f) == 0 {
+			return procStat{}, false
+		}
+	}
+	return st, true
+}
+
+// readProcFile reads a small /proc file into buf with one read(2): proc
+// files of a task are generated whole on the first read.
+func readProcFile(path string, buf []byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	for err == unix.EINTR {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	n := 0
+	for n < len(buf) {
+		k, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if k == 0 {
+			return buf[:n], nil
+		}
+		n += k
+	}
+	return nil, fmt.Errorf("%s: longer than %d bytes", path, len(buf))
+}
+
+// procStatusLine returns the rest of the line of /proc/PID/status that starts
+// with key.
+func procStatusLine(b []byte, key string) (string, bool) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if bytes.HasPrefix(line, []byte(key)) {
+			return string(line[len(key):]), true
+		}
+	}
+	return "", false
+}
+
+func procStatusInt(b []byte, key string) (int, error) {
+	v, ok := procStatusLine(b, key)
+	if !ok {
+		return 0, fmt.Errorf("no %s line", key)
+	}
+	return strconv.Atoi(string(bytes.TrimSpace([]byte(v))))
+}
+
+// procStatusIDs parses a "Uid:" or "Gid:" line: real, effective, saved, fs.
+func procStatusIDs(b []byte, key string) ([4]uint32, error) {
+	var out [4]uint32
+	v, ok := procStatusLine(b, key)
+	if !ok {
+		return out, fmt.Errorf("no %s line", key)
+	}
+	f := bytes.Fields([]byte(v))
+	if len(f) != 4 {
+		return out, fmt.Errorf("%s %q: want 4 fields", key, v)
+	}
+	for i := range out {
+		u, err := strconv.ParseUint(string(f[i]), 10, 32)
+		if err != nil {
+			return out, fmt.Errorf("%s %q: %w", key, v, err)
+		}
+		out[i] = uint32(u)
+	}
+	return out, nil
+}
+
+// cgroupPath returns the cgroup v2 path from /proc/PID/cgroup ("0::/path"),
+// or the first line on a v1-only system.
+func cgroupPath(b []byte) string {
+	first := ""
+	for line := range bytes.SplitSeq(bytes.TrimRight(b, "\n"), []byte("\n")) {
+		if p, ok := bytes.CutPrefix(line, []byte("0::")); ok {
+			return string(p)
+		}
+		if first == "" {
+			first = string(line)
+		}
+	}
+	return first
+}
+
+// evictOne removes an arbitrary entry when m is full.
+func evictOne[K comparable, V any](m map[K]V, limit int) {
+	if len(m) < limit {
+		return
+	}
+	for k := range m {
+		delete(m, k)
+		return
+	}
+}
