@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/archangel-sandbox/archangel/internal/kernel"
 )
 
 func TestAllowDenyKill(t *testing.T) {
@@ -242,6 +244,23 @@ func TestFileRules(t *testing.T) {
 			t.Fatal("no audit event denying the secret path")
 		}
 	})
+}
+
+func TestExecAllowListByLandlock(t *testing.T) {
+	requireNotify(t)
+	if _, err := kernel.LandlockABI(); err != nil {
+		missing(t, err.Error())
+	}
+	dir := t.TempDir()
+	script := "cp /usr/bin/true " + dir + "/copied; " + dir + "/copied; echo rc=$?; /usr/bin/true && echo listed-ok"
+	r := archangel(t, nil, "run", "--no-summary", "-p", testdata("exec.toml"), "--", "/bin/sh", "-c", script)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "rc=126")
+	wantContains(t, "stdout", r.stdout, "listed-ok")
+	// Audit mode blocks nothing, Landlock included.
+	r = archangel(t, nil, "run", "--no-summary", "--mode", "audit", "-p", testdata("exec.toml"), "--", "/bin/sh", "-c", script)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "rc=0")
 }
 
 func TestNetworkRules(t *testing.T) {

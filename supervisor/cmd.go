@@ -88,6 +88,7 @@ type Cmd struct {
 	fgTTY    int // the terminal whose foreground we handed to the target, or -1
 
 	handshakeStart time.Time
+	landlockExec   bool        // the exec allow-list is enforced by Landlock
 	servers        []io.Closer // control socket, metrics endpoint (startServers)
 }
 
@@ -194,7 +195,11 @@ func (c *Cmd) Start() error {
 	if err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
+	landlock := c.landlockMessage(set, logger)
 	sup := newSupervisor(c.Profile, c.Program, c.Mode, logger, c.Events, set)
+	if sup.rules != nil {
+		sup.rules.landlockExec = c.landlockExec
+	}
 	stdin, stdout, stderr := orStd(c.Stdin, os.Stdin), orStd(c.Stdout, os.Stdout), orStd(c.Stderr, os.Stderr)
 	attr := &syscall.SysProcAttr{
 		// The target dies with the supervisor: nothing runs unsupervised.
@@ -221,7 +226,7 @@ func (c *Cmd) Start() error {
 	}
 	c.proc, c.pid = proc, proc.Pid
 
-	listener, err := c.handshake(sock, scm)
+	listener, err := c.handshake(sock, scm, landlock)
 	if err != nil {
 		_ = proc.Kill()
 		c.reapAll()
@@ -264,6 +269,37 @@ func (c *Cmd) Start() error {
 	ok = true
 	logger.Info("target started", "pid", c.pid, "profile", c.Profile.Name, "mode", c.Mode.String(), "path", c.Path)
 	return nil
+}
+
+// landlockMessage returns the Landlock part of the launch: the exec
+// allow-list, when the rules can express it as a Landlock ruleset (see
+// rules.Set.LandlockPlan), which makes every exec allow race-free — the
+// kernel checks the file it actually executes. Read and write stay with
+// the supervisor (opens are carried out by it; see enforce.go).
+func (c *Cmd) landlockMessage(set *rules.Set, logger *slog.Logger) []byte {
+	var lr []kernel.LandlockRule
+	handled := uint64(0)
+	// Audit mode never blocks: no Landlock.
+	if set != nil && c.Mode == profiles.ModeEnforce {
+		if plan, ok := set.LandlockPlan(); ok && plan.Handled&rules.FSExecute != 0 {
+			if _, err := kernel.LandlockABI(); err != nil {
+				logger.Warn("degraded: exec allow-list not enforced by Landlock", "err", err)
+			} else {
+				handled = uint64(rules.FSExecute)
+				for _, r := range plan.Rules {
+					access := r.Access & rules.FSExecute
+					if st, err := os.Stat(r.Path); err == nil && st.IsDir() {
+						access &^= r.Exact // a literal grant names the directory, not what is below it
+					}
+					if access != 0 {
+						lr = append(lr, kernel.LandlockRule{Path: r.Path, Access: uint64(access)})
+					}
+				}
+				c.landlockExec = true
+			}
+		}
+	}
+	return encodeLandlock(handled, lr)
 }
 
 // compileRules compiles the profile's [files], [network] and [exec] rules
@@ -321,7 +357,7 @@ func isForegroundTTY(f *os.File) bool {
 }
 
 // handshake sends the program to the shim and receives the listener.
-func (c *Cmd) handshake(sock int, scm bool) (int, error) {
+func (c *Cmd) handshake(sock int, scm bool, landlock []byte) (int, error) {
 	ready := make([]byte, 4096)
 	n, err := unix.Read(sock, ready)
 	switch {
@@ -345,6 +381,9 @@ func (c *Cmd) handshake(sock int, scm bool) (int, error) {
 	msg = append(msg, c.Program.Bytes()...)
 	if err := unix.Sendmsg(sock, msg, nil, nil, 0); err != nil {
 		return -1, fmt.Errorf("send program to shim: %w", err)
+	}
+	if err := unix.Sendmsg(sock, landlock, nil, nil, 0); err != nil {
+		return -1, fmt.Errorf("send Landlock plan to shim: %w", err)
 	}
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4))

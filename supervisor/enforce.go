@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -35,6 +37,10 @@ type pathRules struct {
 	set      *rules.Set
 	kinds    [analyzer.KindChdir + 1]bool // kinds that some rule can decide
 	advisory [analyzer.KindChdir + 1]bool // kinds the profile accepts advisory allows for
+	// landlockExec: the launcher applied the exec allow-list as a Landlock
+	// ruleset, so an exec the rules allow is enforced by the kernel on the
+	// file it executes.
+	landlockExec bool
 }
 
 func newPathRules(p *profiles.Profile, set *rules.Set) *pathRules {
@@ -82,7 +88,11 @@ const (
 // allow would be carried out (or refuses it).
 func (s *Supervisor) decideCall(c *analyzer.Call) (decision, plan, string) {
 	var canonical string
-	v := s.rules.set.Decide(c, nil)
+	var anc []rules.Ancestor
+	if c.Kind == analyzer.KindExec && s.rules.set.AncestorDepth() > 0 {
+		anc = ancestors(c.Process.PPID, s.rules.set.AncestorDepth())
+	}
+	v := s.rules.set.Decide(c, anc)
 	if c.Kind == analyzer.KindOpen && !c.Truncated {
 		// Rules match what the kernel will open: the path with every
 		// symlink resolved (the emulated open refuses symlinks). Both the
@@ -128,6 +138,9 @@ func (s *Supervisor) decideCall(c *analyzer.Call) (decision, plan, string) {
 		return d, planOpen, canonical
 	case c.Kind == analyzer.KindConnect && c.Name == "connect" && c.Addr != nil && sockaddrOf(c.Addr) != nil:
 		return d, planConnect, ""
+	case c.Kind == analyzer.KindExec && s.rules.landlockExec && v.Matched && v.Safety == rules.RaceFree:
+		d.rule += " [Landlock]"
+		return d, planContinue, ""
 	case s.rules.advisory[c.Kind]:
 		d.rule += " [advisory]"
 		return d, planAdvisory, ""
@@ -277,4 +290,22 @@ func (s *Supervisor) emulateConnect(n *kernel.Notif, c *analyzer.Call, resp *ker
 		}
 	}()
 	return true
+}
+
+// ancestors returns the parent chain from pid up, nearest first, at most
+// depth long (comm and executable of each), for [[exec.rule]] parent
+// conditions.
+func ancestors(pid, depth int) []rules.Ancestor {
+	var out []rules.Ancestor
+	for i := 0; i < depth && pid > 1; i++ {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		out = append(out, rules.Ancestor{Comm: strings.TrimSpace(string(comm)), Exe: exe})
+		ppid, ok := statusField(pid, "PPid")
+		if !ok {
+			break
+		}
+		pid, _ = strconv.Atoi(ppid)
+	}
+	return out
 }

@@ -19,7 +19,11 @@ package kernel
 
 // Stages reported back to Go when the shim returns; after the filter is
 // loaded it never returns.
-enum { SHIM_NNP = 1, SHIM_SIGMASK = 2, SHIM_LOAD = 3 };
+enum { SHIM_NNP = 1, SHIM_SIGMASK = 2, SHIM_LOAD = 3, SHIM_LANDLOCK = 4 };
+
+#ifndef SYS_landlock_restrict_self
+#define SYS_landlock_restrict_self 446
+#endif
 
 // Messages sent to the supervisor on the socket after loading.
 #define SHIM_MSG_LISTENER 'L'
@@ -41,7 +45,7 @@ enum { SHIM_NNP = 1, SHIM_SIGMASK = 2, SHIM_LOAD = 3 };
 //
 // Returns -stage*1000 - errno on a failure before the filter is loaded.
 static int archangel_shim(const unsigned char *prog, unsigned short len,
-                          unsigned int flags, int scm, int sock, const char *path,
+                          unsigned int flags, int scm, int landlock, int sock, const char *path,
                           char *const argv[], char *const envp[]) {
 	sigset_t all, old;
 	struct sock_fprog fprog = { .len = len, .filter = (struct sock_filter *)prog };
@@ -50,6 +54,10 @@ static int archangel_shim(const unsigned char *prog, unsigned short len,
 
 	if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		return -(SHIM_NNP * 1000 + errno);
+	// The Landlock ruleset (built in Go) binds this thread, and the target
+	// after execve, before the seccomp filter exists.
+	if (landlock >= 0 && syscall(SYS_landlock_restrict_self, landlock, 0) != 0)
+		return -(SHIM_LANDLOCK * 1000 + errno);
 	sigfillset(&all);
 	if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8) != 0)
 		return -(SHIM_SIGMASK * 1000 + errno);
@@ -136,10 +144,13 @@ type ShimSpec struct {
 	Program []byte
 	Flags   uint32
 	SCM     bool // hand the listener over with SCM_RIGHTS instead of pidfd_getfd
-	Sock    int
-	Path    string
-	Argv    []string
-	Env     []string
+	// Landlock is a ruleset fd (LandlockRuleset) to restrict the target
+	// with, or -1.
+	Landlock int
+	Sock     int
+	Path     string
+	Argv     []string
+	Env      []string
 }
 
 // ExecFiltered sets no_new_privs, loads spec.Program with seccomp(2) on the
@@ -164,7 +175,7 @@ func ExecFiltered(spec ShimSpec) error {
 		scm = 1
 	}
 	runtime.LockOSThread() // the filter attaches to this thread; exec replaces it
-	rc := C.archangel_shim((*C.uchar)(prog), C.ushort(len(spec.Program)/8), C.uint(spec.Flags), C.int(scm),
+	rc := C.archangel_shim((*C.uchar)(prog), C.ushort(len(spec.Program)/8), C.uint(spec.Flags), C.int(scm), C.int(spec.Landlock),
 		C.int(spec.Sock), path, (**C.char)(unsafe.Pointer(&argv[0])), (**C.char)(unsafe.Pointer(&envp[0])))
 	runtime.UnlockOSThread()
 	stage, errno := int(-rc)/1000, syscall.Errno(int(-rc)%1000)
@@ -173,6 +184,8 @@ func ExecFiltered(spec ShimSpec) error {
 		return fmt.Errorf("set no_new_privs: %w", errno)
 	case 2:
 		return fmt.Errorf("block signals: %w", errno)
+	case 4:
+		return fmt.Errorf("apply Landlock ruleset: %w", errno)
 	case 3:
 		if errors.Is(errno, unix.EINVAL) || errors.Is(errno, unix.ENOSYS) {
 			return &FeatureError{Feature: "seccomp user notification (SECCOMP_FILTER_FLAG_NEW_LISTENER)", MinKernel: "5.0", Err: errno}
