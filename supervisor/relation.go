@@ -110,3 +110,12 @@ func pidOfPidfd(pid, fd int) int {
 	}
 	return 0
 }
+
+// BuiltinRule describes the supervisor's own rule for syscall nr, or "".
+func BuiltinRule(nr int) string {
+	switch nr {
+	case sysPtrace, sysProcessVMReadv, sysProcessVMWritev, sysPidfdGetfd:
+		return "builtin: allowed only when the target process descends from the caller (PTRACE_TRACEME always); EPERM otherwise; never cached"
+	}
+	return ""
+}

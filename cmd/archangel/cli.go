@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/alecthomas/kong"
 
 	"github.com/archangel-sandbox/archangel/filter"
 	"github.com/archangel-sandbox/archangel/profiles"
 	"github.com/archangel-sandbox/archangel/supervisor"
+	"github.com/archangel-sandbox/archangel/supervisor/rules"
 )
 
 // Globals are flags every command takes.
@@ -169,8 +172,9 @@ func (r *runCmd) Run(g *Globals, logger *slog.Logger) error {
 }
 
 type profileCmd struct {
-	Check   profileCheckCmd   `cmd:"" help:"Validate a profile; errors name file:line:col."`
+	Check   profileCheckCmd   `cmd:"" help:"Validate a profile; errors name file:line:col. Lists the path, network and exec rules with their safety class."`
 	Compile profileCompileCmd `cmd:"" help:"Show the BPF program the kernel will run."`
+	Explain profileExplainCmd `cmd:"" help:"Say which rule decides a system call, and why."`
 }
 
 type profileCheckCmd struct {
@@ -188,6 +192,112 @@ func (c *profileCheckCmd) Run(g *Globals) error {
 	}
 	fmt.Fprintf(g.stdout, "%s: ok: profile %q (%s), %d rules, %d BPF instructions, sources %s\n",
 		c.Profile, p.Name, p.Mode, len(p.Rules), len(prog.Insns), strings.Join(p.Sources, " <- "))
+	set, err := compileRules(p)
+	if err != nil {
+		return &exitStatus{code: 1, err: err}
+	}
+	if set != nil {
+		fmt.Fprintln(g.stdout, "path, network and exec rules (race-free: carried out by archangel or enforced by the kernel; advisory: checked, then the kernel re-reads the argument):")
+		for _, ri := range set.Explain() {
+			fmt.Fprintf(g.stdout, "  %s\n", ri)
+		}
+		for _, w := range set.Warnings() {
+			fmt.Fprintf(g.stdout, "  warning: %s\n", w)
+		}
+		if len(p.Supervisor.Advisory) > 0 {
+			fmt.Fprintf(g.stdout, "  advisory allows accepted for: %s\n", strings.Join(p.Supervisor.Advisory, ", "))
+		}
+	}
+	return nil
+}
+
+// compileRules compiles a profile's [files]/[network]/[exec] rules with
+// this process's directory and environment (nil when it has none).
+func compileRules(p *profiles.Profile) (*rules.Set, error) {
+	if len(p.Files.Read)+len(p.Files.Write)+len(p.Files.Exec)+len(p.Files.Deny)+
+		len(p.Network.Connect)+len(p.Network.Bind)+len(p.Network.Deny)+len(p.Exec.Rules) == 0 {
+		return nil, nil
+	}
+	cwd, _ := os.Getwd()
+	env := rules.Env{CWD: cwd, HOME: os.Getenv("HOME"), TMPDIR: os.Getenv("TMPDIR")}
+	if env.HOME == "" {
+		env.HOME = "/nonexistent"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return rules.Compile(ctx, p, env, net.DefaultResolver)
+}
+
+type profileExplainCmd struct {
+	Profile string   `arg:"" help:"Profile name or TOML file."`
+	Syscall string   `arg:"" help:"System call name."`
+	Args    []uint64 `arg:"" optional:"" help:"Scalar arguments (up to six)."`
+	Path    string   `help:"The path the call names (open, exec, stat... family)." placeholder:"PATH"`
+	Addr    string   `help:"The address the call names (connect, bind): IP:PORT or unix:/path." placeholder:"ADDR"`
+	Mode    string   `help:"Explain for this mode instead of the profile's." enum:"enforce,audit," default:""`
+}
+
+func (c *profileExplainCmd) Run(g *Globals) error {
+	p, err := profiles.Load(c.Profile)
+	if err != nil {
+		return &exitStatus{code: 1, err: err}
+	}
+	nr, ok := profiles.SyscallNr(c.Syscall)
+	if !ok {
+		return &exitStatus{code: 1, err: fmt.Errorf("unknown syscall %q\n\thint: `archangel syscalls` lists valid names", c.Syscall)}
+	}
+	mode := p.Mode
+	if c.Mode != "" {
+		_ = mode.UnmarshalText([]byte(c.Mode))
+	}
+	d := filter.Data{Nr: int32(nr), Arch: filter.AuditArchX8664}
+	for i, a := range c.Args {
+		if i < 6 {
+			d.Args[i] = a
+		}
+	}
+	v := filter.NewEvaluator(p).Eval(filter.Options{Arch: filter.ArchAMD64}, d)
+	fmt.Fprintf(g.stdout, "kernel: %s %s", c.Syscall, v.Action)
+	if v.Action == profiles.ActionErrno {
+		fmt.Fprintf(g.stdout, " %s", v.Errno)
+	}
+	fmt.Fprintf(g.stdout, " by %s (%s)\n", v.Source, v.Pos)
+	if mode == profiles.ModeAudit && (v.Action == profiles.ActionErrno || v.Action == profiles.ActionKill) {
+		fmt.Fprintln(g.stdout, "audit mode: notified, recorded as \"would "+v.Action.String()+"\", and run")
+	}
+	if v.Action != profiles.ActionNotify {
+		return nil
+	}
+	if b := supervisor.BuiltinRule(nr); b != "" {
+		fmt.Fprintf(g.stdout, "supervisor: %s\n", b)
+		return nil
+	}
+	if c.Path == "" && c.Addr == "" {
+		fmt.Fprintf(g.stdout, "supervisor: decides; without --path or --addr, [supervisor] default = %s\n", p.Supervisor.Default)
+		return nil
+	}
+	set, err := compileRules(p)
+	if err != nil {
+		return &exitStatus{code: 1, err: err}
+	}
+	if set == nil {
+		fmt.Fprintf(g.stdout, "supervisor: no [files]/[network]/[exec] rules; [supervisor] default = %s\n", p.Supervisor.Default)
+		return nil
+	}
+	call, err := supervisor.ExplainCall(c.Syscall, d.Args, c.Path, c.Addr)
+	if err != nil {
+		return &exitStatus{code: 1, err: err}
+	}
+	rv := set.Decide(&call, nil)
+	if !rv.Matched {
+		fmt.Fprintf(g.stdout, "supervisor: no rule matches %s %s; [supervisor] default = %s\n", call.Kind, c.Path+c.Addr, p.Supervisor.Default)
+		return nil
+	}
+	fmt.Fprintf(g.stdout, "supervisor: %s by %s, %s", rv.Action, rv.Rule, rv.Safety)
+	if rv.Note != "" {
+		fmt.Fprintf(g.stdout, " (%s)", rv.Note)
+	}
+	fmt.Fprintln(g.stdout)
 	return nil
 }
 

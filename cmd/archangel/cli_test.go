@@ -71,3 +71,49 @@ func TestUsageErrorsAre125(t *testing.T) {
 		}
 	}
 }
+
+func TestProfileExplain(t *testing.T) {
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "p.toml")
+	os.WriteFile(prof, []byte(`[profile]
+default = "allow"
+[syscalls]
+notify = ["@open"]
+deny = ["mount"]
+[files]
+read = ["/usr/**"]
+deny = ["/usr/secret/**"]
+[supervisor]
+default = "deny"
+`), 0o644)
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"mount"}, []string{"kernel: mount deny EPERM by syscalls.deny", "p.toml:5:"}},
+		{[]string{"openat", "0", "0", "0", "--path", "/usr/secret/x"}, []string{"kernel: openat notify", "supervisor: deny by", "files.deny[0]", "race-free"}},
+		{[]string{"openat", "0", "0", "0", "--path", "/usr/lib/x"}, []string{"supervisor: allow by", "files.read[0]"}},
+		{[]string{"openat", "0", "0", "0", "--path", "/opt/x"}, []string{"no rule matches", "default = deny"}},
+		{[]string{"getpid"}, []string{"kernel: getpid allow by profile.default"}},
+		{[]string{"mount", "--mode", "audit"}, []string{"audit mode: notified"}},
+	}
+	for _, tc := range tests {
+		out, errOut, code := runCLI(t, append([]string{"profile", "explain", prof}, tc.args...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, errOut)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: output lacks %q:\n%s", tc.args, w, out)
+			}
+		}
+	}
+	out, _, _ := runCLI(t, "profile", "explain", "default", "ptrace", "16", "1")
+	if !strings.Contains(out, "descends from the caller") {
+		t.Errorf("ptrace under default: %s", out)
+	}
+	out, _, _ = runCLI(t, "profile", "check", prof)
+	if !strings.Contains(out, `files.deny[0] "/usr/secret/**" deny EACCES race-free`) {
+		t.Errorf("check does not list rules with their safety class:\n%s", out)
+	}
+}
