@@ -1,12 +1,15 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -34,7 +37,7 @@ import (
 
 // pathRules is what the supervisor needs from the rule layer.
 type pathRules struct {
-	set      *rules.Set
+	cur      atomic.Pointer[rules.Set]    // swapped when host names re-resolve
 	kinds    [analyzer.KindChdir + 1]bool // kinds that some rule can decide
 	advisory [analyzer.KindChdir + 1]bool // kinds the profile accepts advisory allows for
 	// landlockExec: the launcher applied the exec allow-list as a Landlock
@@ -44,7 +47,8 @@ type pathRules struct {
 }
 
 func newPathRules(p *profiles.Profile, set *rules.Set) *pathRules {
-	r := &pathRules{set: set}
+	r := &pathRules{}
+	r.cur.Store(set)
 	f, nw := p.Files, p.Network
 	if len(f.Read)+len(f.Write)+len(f.Exec)+len(f.Deny) > 0 {
 		for _, k := range []analyzer.Kind{analyzer.KindOpen, analyzer.KindStat, analyzer.KindExec, analyzer.KindCreate,
@@ -89,10 +93,11 @@ const (
 func (s *Supervisor) decideCall(c *analyzer.Call) (decision, plan, string) {
 	var canonical string
 	var anc []rules.Ancestor
-	if c.Kind == analyzer.KindExec && s.rules.set.AncestorDepth() > 0 {
-		anc = ancestors(c.Process.PPID, s.rules.set.AncestorDepth())
+	set := s.rules.cur.Load()
+	if c.Kind == analyzer.KindExec && set.AncestorDepth() > 0 {
+		anc = ancestors(c.Process.PPID, set.AncestorDepth())
 	}
-	v := s.rules.set.Decide(c, anc)
+	v := set.Decide(c, anc)
 	if c.Kind == analyzer.KindOpen && !c.Truncated {
 		// Rules match what the kernel will open: the path with every
 		// symlink resolved (the emulated open refuses symlinks). Both the
@@ -106,7 +111,7 @@ func (s *Supervisor) decideCall(c *analyzer.Call) (decision, plan, string) {
 		if cp != c.Path && !(v.Matched && v.Action != profiles.ActionAllow && v.Action != profiles.ActionLog) {
 			cc := *c
 			cc.Path = cp
-			v = s.rules.set.Decide(&cc, nil)
+			v = set.Decide(&cc, nil)
 		}
 	}
 	d := s.decider.def
@@ -308,4 +313,33 @@ func ancestors(pid, depth int) []rules.Ancestor {
 		pid, _ = strconv.Atoi(ppid)
 	}
 	return out
+}
+
+// refreshRules re-resolves the host names of [network] rules when they are
+// due and swaps the new rule set in; the receive loop picks it up at its
+// next decision. It returns when the supervisor stops.
+func (s *Supervisor) refreshRules() {
+	for {
+		set := s.rules.cur.Load()
+		next := set.NextRefresh()
+		if next.IsZero() {
+			return
+		}
+		select {
+		case <-s.done:
+			return
+		case <-time.After(time.Until(next)):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ns, err := set.Refresh(ctx)
+		cancel()
+		if err != nil {
+			s.logger.Warn("re-resolve [network] host names", "err", err)
+		}
+		if ns != nil && ns != set {
+			s.rules.cur.Store(ns)
+			s.stats.SetRules(len(s.profile.Rules)+len(ns.Explain()), ns.Version())
+			s.logger.Info("rule set refreshed", "version", ns.Version())
+		}
+	}
 }

@@ -60,7 +60,13 @@ func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode
 		s.decider.paths = s.rules
 	}
 	s.stats.cache = s.decider.cache
-	s.stats.SetRules(len(p.Rules), 1) // placeholder until rule sets reload
+	// Active rules: the profile's syscall rules plus its path, network and
+	// exec rules; the version moves when host names re-resolve.
+	if set != nil {
+		s.stats.SetRules(len(p.Rules)+len(set.Explain()), set.Version())
+	} else {
+		s.stats.SetRules(len(p.Rules), 1)
+	}
 	if events != nil {
 		s.events = newEventLog(events)
 	}
@@ -97,6 +103,9 @@ var extraProcOnce sync.Once
 
 func (s *Supervisor) start() {
 	go s.loop()
+	if s.rules != nil {
+		go s.refreshRules()
+	}
 }
 
 // stop ends the receive loop and closes the listener: any call still
