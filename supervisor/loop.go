@@ -158,7 +158,16 @@ func (s *Supervisor) loop() {
 		err := kernel.NotifRecvRaw(s.listener, &n)
 		if err != nil {
 			switch {
-			case err == unix.EINTR, errors.Is(err, kernel.ErrNotifGone):
+			case err == unix.EINTR:
+				continue
+			case errors.Is(err, kernel.ErrNotifGone):
+				// A notification that vanished, or — on kernels where RECV
+				// stops blocking once the filter has no tasks left (6.18
+				// answers ENOENT at once) — nobody left to notify. POLLHUP
+				// tells the two apart.
+				if noTargetsLeft(s.listener) {
+					return
+				}
 				continue
 			}
 			s.logger.Error("supervision stopped: receive notification", "err", err)
@@ -277,4 +286,12 @@ func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) bool {
 		resp.Error = -int32(unix.EPERM)
 	}
 	return false
+}
+
+// noTargetsLeft reports whether the listener's filter has no tasks left
+// (POLLHUP, seccomp_unotify(2)).
+func noTargetsLeft(listener int) bool {
+	fds := []unix.PollFd{{Fd: int32(listener), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&unix.POLLHUP != 0
 }
