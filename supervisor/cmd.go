@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/archangel-sandbox/archangel/analyzer"
 	"github.com/archangel-sandbox/archangel/filter"
 	"github.com/archangel-sandbox/archangel/internal/kernel"
 	"github.com/archangel-sandbox/archangel/profiles"
@@ -88,6 +89,7 @@ type Cmd struct {
 	fgTTY    int // the terminal whose foreground we handed to the target, or -1
 
 	handshakeStart time.Time
+	degraded       []string    // mechanisms not available, reported in the summary
 	landlockExec   bool        // the exec allow-list is enforced by Landlock
 	servers        []io.Closer // control socket, metrics endpoint (startServers)
 }
@@ -166,6 +168,7 @@ func (c *Cmd) Start() error {
 		}
 		logger.Warn("degraded: listener handed over with SCM_RIGHTS", "err", perr)
 		scm = true
+		c.degraded = append(c.degraded, fmt.Sprintf("listener handed over with SCM_RIGHTS (%v)", perr))
 	}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -199,6 +202,15 @@ func (c *Cmd) Start() error {
 	sup := newSupervisor(c.Profile, c.Program, c.Mode, logger, c.Events, set)
 	if sup.rules != nil {
 		sup.rules.landlockExec = c.landlockExec
+		if sup.rules.kinds[analyzer.KindConnect] {
+			if err := kernel.ProbePidfdGetFD(); err != nil {
+				logger.Warn("degraded: connect allows fall back to deny", "err", err)
+				c.degraded = append(c.degraded, fmt.Sprintf("pidfd_getfd unavailable (%v): connect allows fall back to deny", err))
+			}
+		}
+	}
+	for _, d := range c.degraded {
+		sup.stats.Degrade(d)
 	}
 	stdin, stdout, stderr := orStd(c.Stdin, os.Stdin), orStd(c.Stdout, os.Stdout), orStd(c.Stderr, os.Stderr)
 	attr := &syscall.SysProcAttr{
@@ -284,6 +296,7 @@ func (c *Cmd) landlockMessage(set *rules.Set, logger *slog.Logger) []byte {
 		if plan, ok := set.LandlockPlan(); ok && plan.Handled&rules.FSExecute != 0 {
 			if _, err := kernel.LandlockABI(); err != nil {
 				logger.Warn("degraded: exec allow-list not enforced by Landlock", "err", err)
+				c.degraded = append(c.degraded, fmt.Sprintf("exec allow-list not enforced by Landlock (%v): exec allows are advisory, refused unless [supervisor] advisory lists exec", err))
 			} else {
 				handled = uint64(rules.FSExecute)
 				for _, r := range plan.Rules {

@@ -86,6 +86,7 @@ func (s *Supervisor) attach(listener int) error {
 			return fmt.Errorf("set SYNC_WAKE_UP: %w", err)
 		}
 		s.logger.Warn("degraded: notification round trips may be bimodal", "err", err)
+		s.stats.Degrade(fmt.Sprintf("SYNC_WAKE_UP unavailable (%v): round trips may be bimodal", err))
 	} else {
 		s.syncWake = true
 	}

@@ -38,8 +38,9 @@ type Stats struct {
 	cache    *decisionCache
 	live     liveStats // by source and verdict, busiest, latest denials, rules (stats_recent.go)
 
-	mu     sync.Mutex
-	denied map[deniedKey]uint64
+	mu       sync.Mutex
+	denied   map[deniedKey]uint64
+	degraded []string
 }
 
 type deniedKey struct {
@@ -144,6 +145,7 @@ type Snapshot struct {
 	DecisionP99NS  uint64            `json:"decision_p99_ns"`
 	Denied         []DeniedCount     `json:"denied"`
 	HandshakeNS    uint64            `json:"handshake_ns"`
+	Degraded       []string          `json:"degraded"`
 	DecisionCount  uint64            `json:"decision_count"`  // decisions timed
 	DecisionSumNS  uint64            `json:"decision_sum_ns"` // their total time
 	Decisions      []DecisionCount   `json:"decisions"`       // by source and verdict
@@ -160,6 +162,14 @@ type DeniedCount struct {
 	Rule    string `json:"rule"`
 	Verdict string `json:"verdict"`
 	Count   uint64 `json:"count"`
+}
+
+// Degrade records a mechanism archangel could not use and what it does
+// instead (always stricter, never weaker); the summary and stats show it.
+func (s *Stats) Degrade(what string) {
+	s.mu.Lock()
+	s.degraded = append(s.degraded, what)
+	s.mu.Unlock()
 }
 
 // Snapshot copies the current figures.
@@ -198,6 +208,7 @@ func (s *Stats) Snapshot() Snapshot {
 	out.DecisionCount = total
 	s.live.fill(&out)
 	s.mu.Lock()
+	out.Degraded = append([]string{}, s.degraded...)
 	for k, v := range s.denied {
 		out.Denied = append(out.Denied, DeniedCount{Syscall: k.syscall, Comm: k.comm, Rule: k.rule, Verdict: k.action.String(), Count: v})
 	}
@@ -247,6 +258,9 @@ func (snap Snapshot) WriteSummary(w io.Writer) {
 	fmt.Fprintf(w, "  cache:    %.1f%% hits (%d/%d), %d evictions, capacity %d\n",
 		hitRate, snap.CacheHits, snap.CacheHits+snap.CacheMisses, snap.CacheEvictions, snap.CacheCapacity)
 	fmt.Fprintf(w, "  decision: p50 %s p99 %s; launch handshake %s\n", fmtNS(snap.DecisionP50NS), fmtNS(snap.DecisionP99NS), fmtNS(snap.HandshakeNS))
+	for _, d := range snap.Degraded {
+		fmt.Fprintf(w, "  degraded: %s\n", d)
+	}
 	for i, d := range snap.Denied {
 		if i == 10 {
 			fmt.Fprintf(w, "  ... %d more\n", len(snap.Denied)-i)
