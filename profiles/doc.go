@@ -58,6 +58,8 @@
 //	default = "allow"                 # notified calls no rule decides: allow | deny | kill
 //	errno = "EPERM"
 //	cache_size = 4096                 # 0: built-in size
+//	advisory = ["exec"]               # call kinds whose allow may be checked-then-continued
+//	patterns = false                  # multi-event behaviour patterns (supervisor/patterns)
 //
 //	[analyzer]
 //	model = "builtin"                 # builtin | none | http

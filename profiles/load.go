@@ -314,6 +314,9 @@ func (l *layer) overlay(d *layer) {
 	if d.advisory != nil {
 		l.advisory = d.advisory
 	}
+	if d.patterns != nil {
+		l.patterns = d.patterns
+	}
 	if d.model != nil {
 		l.model, l.modelPos = d.model, d.modelPos
 	}
@@ -390,6 +393,9 @@ func (l *layer) profile() *Profile {
 	}
 	if l.advisory != nil {
 		p.Supervisor.Advisory = *l.advisory
+	}
+	if l.patterns != nil {
+		p.Supervisor.Patterns = *l.patterns
 	}
 	if l.model != nil {
 		p.Analyzer.Model = *l.model

@@ -46,6 +46,7 @@ type layer struct {
 	supErrno      *Errno
 	cacheSize     *int
 	advisory      *[]string
+	patterns      *bool
 
 	model     *string
 	modelPos  Pos
@@ -1011,7 +1012,7 @@ func validHostname(h string) bool {
 
 // ---- [supervisor], [analyzer] ----
 
-var supervisorKeys = []string{"default", "errno", "cache_size", "advisory"}
+var supervisorKeys = []string{"default", "errno", "cache_size", "advisory", "patterns"}
 
 // AdvisoryKinds are the call kinds a profile may accept advisory (CONTINUE)
 // allows for in [supervisor] advisory: calls whose allow by path the
@@ -1027,6 +1028,9 @@ func (p *docParser) supervisor(l *layer, t map[string]any) {
 	}
 	if e, _, ok := p.errno(t, at, "errno"); ok {
 		l.supErrno = &e
+	}
+	if b, ok := p.boolean(t, at, "patterns"); ok {
+		l.patterns = &b
 	}
 	if items, ok := p.strs(t, at, "advisory"); ok {
 		kinds := []string{}

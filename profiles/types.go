@@ -160,6 +160,11 @@ type Supervisor struct {
 	// rewrites the argument after the check can get around. Kinds not
 	// listed are denied when an allow cannot be carried out race-free.
 	Advisory []string
+	// Patterns turns on the multi-event behaviour patterns (reverse shell,
+	// credential access, download-and-execute, privilege probing; see
+	// supervisor/patterns). They see only notified calls: a profile that
+	// enables them notifies what they watch (patterns.Engine.Syscalls).
+	Patterns bool
 }
 
 // Analyzer configures the model tier (see the analyzer package).

@@ -24,6 +24,7 @@ import (
 	"github.com/archangel-sandbox/archangel/filter"
 	"github.com/archangel-sandbox/archangel/internal/kernel"
 	"github.com/archangel-sandbox/archangel/profiles"
+	"github.com/archangel-sandbox/archangel/supervisor/patterns"
 	"github.com/archangel-sandbox/archangel/supervisor/rules"
 )
 
@@ -212,6 +213,10 @@ func (c *Cmd) Start() error {
 	for _, d := range c.degraded {
 		sup.stats.Degrade(d)
 	}
+	if c.Profile.Supervisor.Patterns {
+		sup.patterns = patterns.Builtin(patterns.Env{HOME: envLookup(c.Env, "HOME")})
+		sup.decider.decodeAll = true
+	}
 	stdin, stdout, stderr := orStd(c.Stdin, os.Stdin), orStd(c.Stdout, os.Stdout), orStd(c.Stderr, os.Stderr)
 	attr := &syscall.SysProcAttr{
 		// The target dies with the supervisor: nothing runs unsupervised.
@@ -328,14 +333,7 @@ func (c *Cmd) compileRules() (*rules.Set, error) {
 	if env == nil {
 		env = os.Environ()
 	}
-	lookup := func(k string) string {
-		for i := len(env) - 1; i >= 0; i-- {
-			if v, ok := strings.CutPrefix(env[i], k+"="); ok {
-				return v
-			}
-		}
-		return ""
-	}
+	lookup := func(k string) string { return envLookup(env, k) }
 	cwd := c.Dir
 	if cwd == "" {
 		var err error
@@ -355,6 +353,19 @@ func (c *Cmd) compileRules() (*rules.Set, error) {
 		return nil, fmt.Errorf("compile rules of profile %q: %w", p.Name, err)
 	}
 	return set, nil
+}
+
+// envLookup finds k in env (nil: this process's environment), last wins.
+func envLookup(env []string, k string) string {
+	if env == nil {
+		env = os.Environ()
+	}
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], k+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 func orStd(f, std *os.File) *os.File {

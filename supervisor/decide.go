@@ -14,10 +14,11 @@ const (
 	SourceDefault                 // [supervisor] default: no rule decided the notified call
 	SourceCache                   // the decision cache (the layer that filled it is kept too)
 	SourceUndecided               // nothing could decide: fail closed
+	SourcePattern                 // a multi-event behaviour pattern (supervisor/patterns)
 	numSources
 )
 
-var sourceNames = [...]string{"rule", "default", "cache", "undecided"}
+var sourceNames = [...]string{"rule", "default", "cache", "undecided", "pattern"}
 
 func (s Source) String() string {
 	if s >= 0 && int(s) < len(sourceNames) {
@@ -46,12 +47,13 @@ type decision struct {
 // decider turns a notification into a decision: cache, then the profile's
 // syscall rules, then the supervisor default.
 type decider struct {
-	profile *profiles.Profile
-	eval    *filter.Evaluator
-	paths   *pathRules // nil: the profile has no [files]/[network]/[exec] rules
-	mode    profiles.Mode
-	cache   *decisionCache
-	def     decision
+	profile   *profiles.Profile
+	eval      *filter.Evaluator
+	paths     *pathRules // nil: the profile has no [files]/[network]/[exec] rules
+	decodeAll bool       // patterns watch every notified call: decode them all
+	mode      profiles.Mode
+	cache     *decisionCache
+	def       decision
 }
 
 func newDecider(p *profiles.Profile, mode profiles.Mode, size int) *decider {
@@ -97,7 +99,7 @@ func (d *decider) decideUncached(n *kernel.Notif) decision {
 		if r, ok := relationVerdict(n); ok {
 			return r
 		}
-		if d.paths.needsCall(n.Data.Nr) {
+		if d.decodeAll || d.paths.needsCall(n.Data.Nr) {
 			return decision{pointer: true, nocache: true, layer: SourceRule}
 		}
 		return d.def

@@ -16,6 +16,7 @@ import (
 	"github.com/archangel-sandbox/archangel/analyzer"
 	"github.com/archangel-sandbox/archangel/internal/kernel"
 	"github.com/archangel-sandbox/archangel/profiles"
+	"github.com/archangel-sandbox/archangel/supervisor/patterns"
 	"github.com/archangel-sandbox/archangel/supervisor/rules"
 )
 
@@ -342,4 +343,47 @@ func (s *Supervisor) refreshRules() {
 			s.logger.Info("rule set refreshed", "version", ns.Version())
 		}
 	}
+}
+
+// observe feeds a decoded call to the behaviour patterns and returns the
+// decision of the strictest pattern it completes, when that is stricter
+// than d.
+func (s *Supervisor) observe(c *analyzer.Call, d decision) (decision, bool) {
+	verdict := profiles.ActionUnset // the [supervisor] default decided
+	if d.layer == SourceRule {
+		verdict = d.action
+	}
+	denied := d.action == profiles.ActionErrno || d.action == profiles.ActionKill
+	ms := s.patterns.Observe(patterns.Event{Call: c, Time: time.Now(), Verdict: verdict, Denied: denied, Tree: s.tree(c.Process.PPID)})
+	best := -1
+	for i, m := range ms {
+		if m.Verdict == profiles.ActionKill || best < 0 && m.Verdict == profiles.ActionErrno {
+			best = i
+		}
+	}
+	if best < 0 {
+		return d, false
+	}
+	m := ms[best]
+	if d.action == profiles.ActionKill || d.action == profiles.ActionErrno && m.Verdict != profiles.ActionKill {
+		return d, false // already as strict
+	}
+	return decision{action: m.Verdict, errno: profiles.Errno(unix.EPERM), source: SourcePattern, layer: SourcePattern, nocache: true,
+		rule: fmt.Sprintf("pattern %s (risk %.2f): %s", m.Pattern, m.Risk, strings.Join(m.Steps, " -> "))}, true
+}
+
+// tree returns the sandboxed ancestors of a process, nearest first: PIDs
+// up to (not including) the supervisor.
+func (s *Supervisor) tree(ppid int) []int {
+	self := os.Getpid()
+	var out []int
+	for pid := ppid; pid > 1 && pid != self && len(out) < 32; {
+		out = append(out, pid)
+		v, ok := statusField(pid, "PPid")
+		if !ok {
+			break
+		}
+		pid, _ = strconv.Atoi(v)
+	}
+	return out
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/archangel-sandbox/archangel/filter"
 	"github.com/archangel-sandbox/archangel/internal/kernel"
 	"github.com/archangel-sandbox/archangel/profiles"
+	"github.com/archangel-sandbox/archangel/supervisor/patterns"
 	"github.com/archangel-sandbox/archangel/supervisor/rules"
 )
 
@@ -33,6 +34,7 @@ type Supervisor struct {
 	rules    *pathRules           // nil without [files]/[network]/[exec] rules
 	creds    *kernel.CredSwitcher // created on the receive loop's thread
 	canon    canonicalizer
+	patterns *patterns.Engine // nil unless [supervisor] patterns = true
 	dec      *decoder
 	syncWake bool
 	done     chan struct{}
@@ -216,7 +218,17 @@ func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) bool {
 				layer: SourceUndecided, rule: "decode: " + err.Error(), nocache: true}
 		default:
 			call = &c
-			d, pl, canonical = s.decideCall(call)
+			if s.rules != nil && s.rules.needsCall(n.Data.Nr) {
+				d, pl, canonical = s.decideCall(call)
+			} else {
+				d = s.decider.def
+				d.nocache = true
+			}
+		}
+	}
+	if s.patterns != nil && call != nil {
+		if m, ok := s.observe(call, d); ok {
+			d, pl = m, planContinue
 		}
 	}
 	s.stats.count(d, n)
