@@ -58,7 +58,9 @@ type Process struct {
 	Comm   string //
 	UID    uint32 // real UID
 	EUID   uint32
-	GID    uint32
+	GID    uint32 // real GID
+	FSUID  uint32 // filesystem UID: what file access is checked against
+	FSGID  uint32
 	Cgroup string // cgroup v2 path, or the first line of /proc/PID/cgroup
 }
 

@@ -82,6 +82,22 @@ func openVictim(n int, path string) int {
 	return 0
 }
 
+// statVictim times n newfstatat calls on path (a path-checked
+// notification when the profile notifies stat and has [files] rules).
+func statVictim(n int, path string) int {
+	p, _ := unix.BytePtrFromString(path)
+	var st unix.Stat_t
+	lat := make([]time.Duration, n)
+	for j := range lat {
+		t0 := time.Now()
+		unix.RawSyscall6(unix.SYS_NEWFSTATAT, atFDCWD, uintptr(unsafePointer(p)), uintptr(unsafeStat(&st)), 0, 0, 0)
+		lat[j] = time.Since(t0)
+	}
+	slices.Sort(lat)
+	fmt.Printf("p50=%d p99=%d\n", lat[n/2].Nanoseconds(), lat[n*99/100].Nanoseconds())
+	return 0
+}
+
 var atFDCWD = uintptr(0xffffffffffffff9c) // AT_FDCWD (-100) as the kernel reads it
 
 var benchLine = regexp.MustCompile(`p50=(\d+) p99=(\d+)(?: ops_per_s=(\d+))?`)
@@ -142,6 +158,19 @@ func BenchmarkEmulatedOpen(b *testing.B) {
 	var p50s, p99s []float64
 	for b.Loop() {
 		p50, p99, _ := benchVictim(b, []string{"-p", testdata("files.toml")}, victim("openloop", "20000", "/etc/hostname"))
+		p50s, p99s = append(p50s, p50), append(p99s, p99)
+	}
+	b.ReportMetric(median(p50s), "p50-ns")
+	b.ReportMetric(median(p99s), "p99-ns")
+}
+
+// BenchmarkPathCheck: a notified newfstatat whose path the supervisor
+// reads and denies by a [files] rule (no emulation). Compare with limits'
+// notify.readpath_sync.
+func BenchmarkPathCheck(b *testing.B) {
+	var p50s, p99s []float64
+	for b.Loop() {
+		p50, p99, _ := benchVictim(b, []string{"-p", testdata("pathcheck.toml")}, victim("statloop", "20000", "/etc/shadow"))
 		p50s, p99s = append(p50s, p50), append(p99s, p99)
 	}
 	b.ReportMetric(median(p50s), "p50-ns")

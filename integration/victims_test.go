@@ -54,6 +54,8 @@ func runVictim(name string, args []string) int {
 		return rttVictim(atoi(args[0]), atoi(args[1]))
 	case "race":
 		return raceVictim(args[0], args[1], atoi(args[2]))
+	case "statloop":
+		return statVictim(atoi(args[0]), args[1])
 	case "openloop":
 		return openVictim(atoi(args[0]), args[1])
 	case "fast":

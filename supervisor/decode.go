@@ -43,12 +43,22 @@ type decoder struct {
 
 func newDecoder() *decoder { return &decoder{mem: newTargetMem(newProcCache())} }
 
+// close releases what the decoder keeps open (a descriptor per cached
+// thread). Call it once the loop has stopped.
+func (d *decoder) close() { d.mem.procs.close() }
+
 // decode decodes notification n, received on listener, reading the
 // target's memory and /proc entries and validating the notification ID
 // after the last read. See decodeCall for errors.
 func (d *decoder) decode(listener int, n *kernel.Notif) (analyzer.Call, error) {
 	d.mem.bind(listener, n)
-	return decodeCall(d.mem, n)
+	c, err := decodeCall(d.mem, n)
+	if err == nil && d.mem.pending {
+		// Cannot happen while decodeCall ends with validate; if a change
+		// ever breaks that, fail closed rather than trust the bytes.
+		return c, errors.New("decode: target memory read after the notification was validated")
+	}
+	return c, err
 }
 
 // decodeError is a call whose arguments the kernel itself refuses: Errno
@@ -762,11 +772,16 @@ func addrCall(d *decoding) error {
 // becomes KindOther).
 func sendtoCall(d *decoding) error {
 	d.flags(3)
+	if d.a[4] == 0 {
+		// The kernel looks at the length only with an address.
+		d.c.Kind = analyzer.KindOther
+		return nil
+	}
 	n, err := addrLen(d.a[5], "address")
 	if err != nil {
 		return err
 	}
-	if d.a[4] == 0 || n == 0 {
+	if n == 0 {
 		d.c.Kind = analyzer.KindOther
 		return nil
 	}

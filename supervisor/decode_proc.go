@@ -10,29 +10,31 @@ import (
 	"github.com/archangel-sandbox/archangel/analyzer"
 )
 
-// Bounds of the identity cache: one entry per live thread and per process
-// seen recently. On overflow an arbitrary entry goes; it is re-read on the
-// next notification from its owner.
+// Bounds of the identity cache: one entry per thread and per process seen
+// recently. On overflow an arbitrary entry goes; it is re-read on the next
+// notification from its owner. Each cached thread holds one descriptor
+// (its /proc/TID/stat), so the thread bound also respects RLIMIT_NOFILE.
 const (
-	maxCachedThreads = 4096
+	maxCachedThreads = 1024
 	maxCachedProcs   = 1024
 )
 
 // procCache provides analyzer.Process for a notified thread. Reading it
-// from scratch costs five /proc reads (stat, status, exe link, a stat of
-// exe, cgroup); with the cache a repeated notification from a known
-// thread costs one, /proc/TID/stat, which is needed anyway to tell a
-// thread from a later one that reused its TID.
+// from scratch costs six /proc operations (stat, status, the exe link, a
+// stat of exe, cgroup); with the cache a repeated notification from a
+// known thread costs one pread(2) of its /proc/TID/stat, kept open.
 //
-// Keys are (ID, start time): /proc/PID/stat field 22, in clock ticks since
-// boot, is fixed for the life of a task and differs between two tasks that
-// had the same ID one after the other (unless both started within the same
-// tick, which a PID wrap-around makes impossible in practice). A process
-// keeps its (TGID, start time) across execve, which replaces Exe, so an
-// entry is also dropped when
+// The kept descriptor is what tells a thread from a later one that reused
+// its TID: it pins the task it was opened for, and reading it fails with
+// ESRCH once that task has exited, whatever now has the number. The start
+// time (stat field 22, fixed for the life of a task) is compared as well.
+// A process keeps its (TGID, start time) across execve, which replaces
+// Exe, so its entry is also dropped when
 //   - its memory layout changes: fields 26-28 of stat (start and end of
 //     code, start of stack) belong to the mm that execve replaces and ASLR
-//     randomises; this catches an exec the profile does not notify;
+//     randomises; this catches an exec the profile does not notify, and
+//     a sibling thread's notification that refilled the entry while an
+//     allowed execve was still in progress;
 //   - the process makes a notified execve/execveat or set*id call
 //     (memReader.forget); the next notification re-reads it.
 //
@@ -42,11 +44,13 @@ const (
 // PPID and Comm (the calling thread's, as in /proc/TID/stat) are always
 // fresh.
 //
-// Not safe for concurrent use: the notification loop owns it.
+// Not safe for concurrent use: the notification loop owns it; close
+// releases the descriptors.
 type procCache struct {
-	threads map[int]threadID
-	procs   map[procKey]*procInfo
-	buf     []byte
+	threads    map[int]threadID
+	procs      map[procKey]*procInfo
+	buf        []byte
+	maxThreads int
 }
 
 type procKey struct {
@@ -55,6 +59,7 @@ type procKey struct {
 }
 
 type threadID struct {
+	stat  int     // open /proc/TID/stat, or -1
 	start uint64  // the thread's own start time
 	proc  procKey // its thread group
 }
@@ -73,47 +78,93 @@ type procStat struct {
 }
 
 func newProcCache() *procCache {
-	return &procCache{
-		threads: make(map[int]threadID),
-		procs:   make(map[procKey]*procInfo),
-		buf:     make([]byte, 8192),
+	c := &procCache{
+		threads:    make(map[int]threadID),
+		procs:      make(map[procKey]*procInfo),
+		buf:        make([]byte, 8192),
+		maxThreads: maxCachedThreads,
+	}
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur/4 < uint64(c.maxThreads) {
+		c.maxThreads = int(max(lim.Cur/4, 1))
+	}
+	return c
+}
+
+// close releases the descriptors of the cached threads.
+func (c *procCache) close() {
+	for tid := range c.threads {
+		c.dropThread(tid)
+	}
+	clear(c.procs)
+}
+
+func (c *procCache) dropThread(tid int) {
+	if th, ok := c.threads[tid]; ok {
+		if th.stat >= 0 {
+			unix.Close(th.stat)
+		}
+		delete(c.threads, tid)
 	}
 }
 
 // lookup returns the identity of thread tid.
 func (c *procCache) lookup(tid int) (analyzer.Process, error) {
-	st, err := c.stat(tid)
-	if err != nil {
-		return analyzer.Process{}, err
+	var st procStat
+	th, ok := c.threads[tid]
+	if ok {
+		b, err := preadProcFile(th.stat, c.buf)
+		if err == nil {
+			st, ok = parseProcStat(b)
+		}
+		if err != nil || !ok || st.start != th.start {
+			// ESRCH: the task the entry was made for has exited and the
+			// TID belongs to another one now.
+			c.dropThread(tid)
+			ok = false
+		}
 	}
 	var status []byte
-	th, ok := c.threads[tid]
-	if !ok || th.start != st.start {
+	if !ok {
+		var err error
+		if th, st, err = c.newThread(tid); err != nil {
+			return analyzer.Process{}, err
+		}
 		if status, err = c.status(tid); err != nil {
+			unix.Close(th.stat)
 			return analyzer.Process{}, err
 		}
 		tgid, err := procStatusInt(status, "Tgid:")
 		if err != nil {
+			unix.Close(th.stat)
 			return analyzer.Process{}, fmt.Errorf("/proc/%d/status: %w", tid, err)
 		}
-		th = threadID{start: st.start, proc: procKey{pid: tgid, start: st.start}}
+		th.proc = procKey{pid: tgid, start: st.start}
 		if tgid != tid {
 			leader, err := c.stat(tgid)
 			if err != nil {
+				unix.Close(th.stat)
 				return analyzer.Process{}, err
 			}
 			th.proc.start = leader.start
 		}
-		evictOne(c.threads, maxCachedThreads)
+		if len(c.threads) >= c.maxThreads {
+			for k := range c.threads {
+				c.dropThread(k)
+				break
+			}
+		}
 		c.threads[tid] = th
 	}
 	pi := c.procs[th.proc]
 	if pi == nil || pi.mm != st.mm {
 		if status == nil {
+			var err error
 			if status, err = c.status(tid); err != nil {
 				return analyzer.Process{}, err
 			}
 		}
+		var err error
 		if pi, err = c.fill(th.proc.pid, tid, status); err != nil {
 			return analyzer.Process{}, err
 		}
@@ -124,6 +175,26 @@ func (c *procCache) lookup(tid int) (analyzer.Process, error) {
 	p := pi.p
 	p.TID, p.PPID, p.Comm = tid, st.ppid, st.comm
 	return p, nil
+}
+
+// newThread opens /proc/TID/stat and reads it.
+func (c *procCache) newThread(tid int) (threadID, procStat, error) {
+	path := "/proc/" + strconv.Itoa(tid) + "/stat"
+	fd, err := openProcFile(path)
+	if err != nil {
+		return threadID{}, procStat{}, err
+	}
+	b, err := preadProcFile(fd, c.buf)
+	if err != nil {
+		unix.Close(fd)
+		return threadID{}, procStat{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	st, ok := parseProcStat(b)
+	if !ok {
+		unix.Close(fd)
+		return threadID{}, procStat{}, fmt.Errorf("%s: unexpected format", path)
+	}
+	return threadID{stat: fd, start: st.start}, st, nil
 }
 
 // forget drops the cached identity of tid's process.
@@ -144,6 +215,7 @@ func (c *procCache) fill(pid, tid int, status []byte) (*procInfo, error) {
 		return nil, fmt.Errorf("/proc/%d/status: %w", tid, err)
 	}
 	pi.p.UID, pi.p.EUID, pi.p.GID = uids[0], uids[1], gids[0]
+	pi.p.FSUID, pi.p.FSGID = uids[3], gids[3]
 	dir := "/proc/" + strconv.Itoa(pid)
 	// A process without an mm (exiting, or a kernel thread) has no exe;
 	// leave it empty rather than fail: the call is still decided.
@@ -215,20 +287,35 @@ func parseProcStat(b []byte) (procStat, bool) {
 	return st, true
 }
 
-// readProcFile reads a small /proc file into buf with one read(2): proc
-// files of a task are generated whole on the first read.
+// readProcFile reads a small /proc file into buf: proc files of a task are
+// generated whole on the first read.
 func readProcFile(path string, buf []byte) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	for err == unix.EINTR {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	}
+	fd, err := openProcFile(path)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
+	b, err := preadProcFile(fd, buf)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, nil
+}
+
+func openProcFile(path string) (int, error) {
+	for {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// preadProcFile reads the whole of an open /proc file from offset 0.
+func preadProcFile(fd int, buf []byte) ([]byte, error) {
 	n := 0
 	for n < len(buf) {
-		k, err := unix.Read(fd, buf[n:])
+		k, err := unix.Pread(fd, buf[n:], int64(n))
 		if err == unix.EINTR {
 			continue
 		}
@@ -240,7 +327,7 @@ func readProcFile(path string, buf []byte) ([]byte, error) {
 		}
 		n += k
 	}
-	return nil, fmt.Errorf("%s: longer than %d bytes", path, len(buf))
+	return nil, fmt.Errorf("longer than %d bytes", len(buf))
 }
 
 // procStatusLine returns the rest of the line of /proc/PID/status that starts

@@ -220,7 +220,7 @@ func splitPath(p string) (string, string) {
 
 // credsOf is the identity an emulated operation runs with.
 func credsOf(c *analyzer.Call) kernel.Creds {
-	return kernel.Creds{FSUID: c.Process.EUID, FSGID: c.Process.GID}
+	return kernel.Creds{FSUID: c.Process.FSUID, FSGID: c.Process.FSGID}
 }
 
 // sockaddrOf converts a decoded address to what connect(2) takes.

@@ -153,6 +153,7 @@ func (s *Supervisor) loop() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer close(s.done)
+	defer s.dec.close() // runs first: the decoder's kept /proc files
 	s.tid.Store(int64(unix.Gettid()))
 	s.creds = kernel.NewCredSwitcher()
 	var n kernel.Notif

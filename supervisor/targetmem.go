@@ -3,7 +3,6 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -15,7 +14,7 @@ import (
 
 // Bounds on what is read from a target for one notification.
 const (
-	memPageSize    = 4096
+	memPageSize = 4096
 	maxPath     = unix.PathMax // 4096 including the NUL, as the kernel's getname()
 	maxSockaddr = 128          // sizeof(struct sockaddr_storage)
 	maxArgv     = 256          // execve argument strings decoded
@@ -57,11 +56,13 @@ type memReader interface {
 	validate() error
 }
 
-// memPages reads target memory one page at a time through a two-page
-// cache that lives for one notification. Page-sized reads make a string
-// that ends just before an unmapped page readable (process_vm_readv fails
-// for the whole range if any of it is unmapped), and the cache makes
-// reading an argv array and its strings, or a path after its msghdr, cost
+// memPages reads target memory one whole page at a time through a
+// two-page cache that lives for one notification. A string's length is
+// unknown before it is read: a fixed PATH_MAX window could run into an
+// unmapped page after a string that ends just before it, and
+// process_vm_readv then fails or comes back short; a page is mapped or not
+// as a whole, so page reads never fail for bytes that are there. The cache
+// makes an argv array and its strings, or a msghdr and its msg_name, cost
 // one process_vm_readv per page touched rather than per item.
 type memPages struct {
 	readAt func(addr uint64, buf []byte) (int, error) // at most one page, page-aligned
@@ -229,7 +230,7 @@ func (t *targetMem) fdPath(fd int32) (string, error) {
 
 func (t *targetMem) umask() (uint32, error) {
 	t.pending = true
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(t.tid) + "/status")
+	b, err := readProcFile("/proc/"+strconv.Itoa(t.tid)+"/status", t.procs.buf)
 	if err != nil {
 		return 0, err
 	}
