@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -59,10 +60,20 @@ type procKey struct {
 }
 
 type threadID struct {
-	stat  int     // open /proc/TID/stat, or -1
-	start uint64  // the thread's own start time
-	proc  procKey // its thread group
+	stat    int     // open /proc/TID/stat, or -1
+	start   uint64  // the thread's own start time
+	proc    procKey // its thread group
+	last    procStat
+	checked time.Time // when last was read
 }
+
+// identityFresh is how long a thread's /proc/TID/stat, once read, is
+// trusted without reading it again. A TID can only name another task
+// after the kernel's PID counter has wrapped around pid_max (32768 at the
+// least), which takes far more than this many forks; what may go stale
+// inside the window is only PPID after a reparenting and Comm after
+// PR_SET_NAME, both informational.
+const identityFresh = 50 * time.Millisecond
 
 type procInfo struct {
 	p  analyzer.Process // PID, Exe, ExeIno, UID, EUID, GID, Cgroup
@@ -112,7 +123,11 @@ func (c *procCache) dropThread(tid int) {
 func (c *procCache) lookup(tid int) (analyzer.Process, error) {
 	var st procStat
 	th, ok := c.threads[tid]
-	if ok {
+	now := time.Now()
+	cached := ok && now.Sub(th.checked) < identityFresh
+	if cached {
+		st = th.last
+	} else if ok {
 		b, err := preadProcFile(th.stat, c.buf)
 		if err == nil {
 			st, ok = parseProcStat(b)
@@ -171,6 +186,10 @@ func (c *procCache) lookup(tid int) (analyzer.Process, error) {
 		pi.mm = st.mm
 		evictOne(c.procs, maxCachedProcs)
 		c.procs[th.proc] = pi
+	}
+	if !cached {
+		th.last, th.checked = st, now
+		c.threads[tid] = th
 	}
 	p := pi.p
 	p.TID, p.PPID, p.Comm = tid, st.ppid, st.comm

@@ -33,7 +33,6 @@ const (
 // for calls it does not judge.
 func relationVerdict(n *kernel.Notif) (d decision, ok bool) {
 	var target int
-	caller := tgidOf(int(n.PID))
 	switch n.Data.Nr {
 	case sysPtrace:
 		if n.Data.Args[0] == ptraceTraceme {
@@ -48,7 +47,7 @@ func relationVerdict(n *kernel.Notif) (d decision, ok bool) {
 	default:
 		return decision{}, false
 	}
-	if target > 0 && caller > 0 && isDescendant(target, caller) {
+	if caller := tgidOf(int(n.PID)); target > 0 && caller > 0 && isDescendant(target, caller) {
 		return decision{action: profiles.ActionAllow, source: SourceRule, layer: SourceRule, rule: "builtin: target is a descendant of the caller", nocache: true}, true
 	}
 	return decision{action: profiles.ActionErrno, errno: profiles.Errno(unix.EPERM), source: SourceRule, layer: SourceRule,

@@ -96,7 +96,16 @@ func (l *liveStats) count(d decision, n *kernel.Notif, denied bool) (comm string
 		l.decisions[d.source][d.action].Add(1)
 	}
 	if denied {
-		comm = procComm(n.PID)
+		// The thread's name as last read (new threads and execs read it
+		// afresh), not a /proc read per denial.
+		l.mu.Lock()
+		if t := l.threads[n.PID]; t != nil {
+			comm = t.comm
+		}
+		l.mu.Unlock()
+		if comm == "" {
+			comm = procComm(n.PID)
+		}
 	}
 	l.mu.Lock()
 	t := l.threads[n.PID]
