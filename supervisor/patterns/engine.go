@@ -7,6 +7,7 @@ import (
 
 	"github.com/archangel-sandbox/archangel/analyzer"
 	"github.com/archangel-sandbox/archangel/profiles"
+	"github.com/archangel-sandbox/archangel/supervisor/rules"
 )
 
 // capVal is a captured value: an fd or other int argument, or a path.
@@ -518,9 +519,9 @@ func defaultAccess(k analyzer.Kind) analyzer.Access {
 	return 0
 }
 
-func anyGlob(gs []*pathGlob, p string) bool {
+func anyGlob(gs []*rules.Glob, p string) bool {
 	for _, g := range gs {
-		if g.match(p) {
+		if g.Match(p) {
 			return true
 		}
 	}
@@ -534,7 +535,7 @@ func argvMatch(pats, argv []string) bool {
 		if i == len(pats)-1 && pat == "**" {
 			return true
 		}
-		if i >= len(argv) || !wordMatch(pat, argv[i]) {
+		if i >= len(argv) || !rules.WordMatch(pat, argv[i]) {
 			return false
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/archangel-sandbox/archangel/analyzer"
 	"github.com/archangel-sandbox/archangel/profiles"
+	"github.com/archangel-sandbox/archangel/supervisor/rules"
 )
 
 var (
@@ -387,12 +388,12 @@ func (l *loader) ref(p *pattern, path, s string, wantPath bool) (int, bool) {
 	return i, true
 }
 
-func (l *loader) globs(t map[string]any, at, key string) []*pathGlob {
+func (l *loader) globs(t map[string]any, at, key string) []*rules.Glob {
 	list, ok := l.strs(t, at, key)
 	if !ok {
 		return nil
 	}
-	var out []*pathGlob
+	var out []*rules.Glob
 	for i, text := range list {
 		ep := join(at, key) + "[" + strconv.Itoa(i) + "]"
 		expanded, skip, err := l.expand(text)
@@ -403,7 +404,7 @@ func (l *loader) globs(t map[string]any, at, key string) []*pathGlob {
 		if skip {
 			continue
 		}
-		g, err := compilePathGlob(expanded)
+		g, err := rules.CompileGlob(expanded)
 		if err != nil {
 			l.errAt(ep, "see the glob syntax in `go doc supervisor/patterns`", "%s %q: %v", key, text, err)
 			continue
@@ -412,7 +413,7 @@ func (l *loader) globs(t map[string]any, at, key string) []*pathGlob {
 	}
 	if len(list) > 0 && len(out) == 0 && l.dropHome {
 		// Every glob was a ${HOME} one: match nothing rather than anything.
-		out = append(out, &pathGlob{text: "<none>", prefix: "\x00"})
+		out = append(out, rules.NoMatch())
 	}
 	return out
 }
@@ -438,7 +439,7 @@ func (l *loader) expand(text string) (string, bool, error) {
 	if !path.IsAbs(l.env.HOME) {
 		return "", false, fmt.Errorf("${HOME} = %q is not an absolute path", l.env.HOME)
 	}
-	return escapeGlob(path.Clean(l.env.HOME)) + rest, false, nil
+	return rules.EscapeGlob(path.Clean(l.env.HOME)) + rest, false, nil
 }
 
 func (l *loader) step(p *pattern, t map[string]any, at string, j int) *step {
@@ -507,7 +508,7 @@ func (l *loader) step(p *pattern, t map[string]any, at string, j int) *step {
 	if list, ok := l.strs(t, at, "argv"); ok {
 		s.hasArgv = true
 		for i, a := range list {
-			if _, err := checkGlob(a); err != nil {
+			if err := rules.CheckGlob(a); err != nil {
 				l.errAt(at+".argv["+strconv.Itoa(i)+"]", "", "argv %q: %v", a, err)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/archangel-sandbox/archangel/profiles"
+	"github.com/archangel-sandbox/archangel/supervisor/rules"
 )
 
 const okPattern = `[[pattern]]
@@ -162,11 +163,11 @@ window = "1h"
 	if len(ps) != 2 || ps[1].Name != "all-keys" || ps[1].Scope != ScopeTree || ps[1].Pos.Line != 16 || ps[1].Steps[1] != "step 2" {
 		t.Fatalf("%+v", ps)
 	}
-	if g := e.patterns[1].steps[0].paths[0]; !g.match("/home/we[ird/x/y") || g.match("/home/wei/x/y") {
-		t.Errorf("${HOME} not literal: %q", g.text)
+	if g := e.patterns[1].steps[0].paths[0]; !g.Match("/home/we[ird/x/y") || g.Match("/home/wei/x/y") {
+		t.Errorf("${HOME} not literal: %q", g.String())
 	}
-	if g := e.patterns[1].steps[0].paths[1]; !g.match("/a[1]") {
-		t.Errorf("escape: %q", g.text)
+	if g := e.patterns[1].steps[0].paths[1]; !g.Match("/a[1]") {
+		t.Errorf("escape: %q", g.String())
 	}
 	if p := e.patterns[1].steps[1].addr.prefixes; len(p) != 3 || p[2].String() != "10.0.0.0/8" {
 		t.Errorf("prefixes %v", p)
@@ -207,11 +208,11 @@ func TestGlobs(t *testing.T) {
 		{"/", "/", true},
 		{"/a/**", "a/b", false},
 	} {
-		g, err := compilePathGlob(tc.glob)
+		g, err := rules.CompileGlob(tc.glob)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := g.match(tc.path); got != tc.want {
+		if got := g.Match(tc.path); got != tc.want {
 			t.Errorf("%s ~ %s = %v", tc.glob, tc.path, got)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/archangel-sandbox/archangel/analyzer"
 	"github.com/archangel-sandbox/archangel/profiles"
+	"github.com/archangel-sandbox/archangel/supervisor/rules"
 )
 
 //go:embed builtin.toml
@@ -174,11 +175,11 @@ type step struct {
 	label    string
 	syscalls []string // resolved names; empty: any
 	kinds    uint32   // bit per analyzer.Kind; 0: any
-	paths    []*pathGlob
+	paths    []*rules.Glob
 	pathRef  int // capture compared with Call.Path, or -1
 	pathPID  int // 0 any, pidOther, pidSelf
-	exe      []*pathGlob
-	notExe   []*pathGlob
+	exe      []*rules.Glob
+	notExe   []*rules.Glob
 	argv     []string
 	hasArgv  bool
 	access   analyzer.Access

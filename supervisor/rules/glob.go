@@ -9,7 +9,7 @@ import (
 )
 
 // errBadGlob is returned for a pattern that is not path.Match syntax.
-var errBadGlob = errors.New("syntax error")
+var errBadGlob = errors.New("bad glob syntax")
 
 // globMatch reports whether s matches the glob pattern: '*' matches any
 // run of characters (including '/': callers hand it one path element, or an
