@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -545,24 +546,33 @@ func (c *Cmd) reapAll() {
 // killDescendants sends SIGKILL to every process below this one, walking
 // /proc/PID/task/TID/children (children is per thread).
 func killDescendants() {
-	stack := []int{os.Getpid()}
-	seen := map[int]bool{}
+	walkDescendants(os.Getpid(), func(child int) { _ = unix.Kill(child, unix.SIGKILL) })
+}
+
+// walkDescendants calls fn for every process below pid, parents before
+// their children, walking /proc/PID/task/TID/children (children are
+// listed per creating thread; proc(5)). Processes that appear or exit
+// during the walk may or may not be seen.
+func walkDescendants(pid int, fn func(child int)) {
+	stack := []int{pid}
+	seen := map[int]bool{pid: true}
 	for len(stack) > 0 {
-		pid := stack[len(stack)-1]
+		p := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(p) + "/task")
 		for _, t := range tasks {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/task/" + t.Name() + "/children")
 			if err != nil {
 				continue
 			}
 			for _, f := range strings.Fields(string(b)) {
-				var child int
-				if _, err := fmt.Sscan(f, &child); err == nil && !seen[child] {
-					seen[child] = true
-					_ = unix.Kill(child, unix.SIGKILL)
-					stack = append(stack, child)
+				child, err := strconv.Atoi(f)
+				if err != nil || seen[child] {
+					continue
 				}
+				seen[child] = true
+				fn(child)
+				stack = append(stack, child)
 			}
 		}
 	}

@@ -415,33 +415,10 @@ func (s *controlServer) Close() error {
 	return s.err
 }
 
-// countDescendants counts the processes below pid, walking
-// /proc/PID/task/TID/children (children are listed per creating thread;
-// proc(5)). Processes that exit during the walk may or may not be counted.
+// countDescendants counts the processes below pid (see walkDescendants).
 func countDescendants(pid int) int {
 	n := 0
-	stack := []int{pid}
-	seen := map[int]bool{pid: true}
-	for len(stack) > 0 {
-		p := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", p))
-		for _, t := range tasks {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", p, t.Name()))
-			if err != nil {
-				continue
-			}
-			for _, f := range strings.Fields(string(b)) {
-				child, err := strconv.Atoi(f)
-				if err != nil || seen[child] {
-					continue
-				}
-				seen[child] = true
-				n++
-				stack = append(stack, child)
-			}
-		}
-	}
+	walkDescendants(pid, func(int) { n++ })
 	return n
 }
 
