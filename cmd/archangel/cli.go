@@ -33,6 +33,7 @@ type cli struct {
 	Run      runCmd      `cmd:"" help:"Run a command under a profile."`
 	Profile  profileCmd  `cmd:"" help:"Check and compile profiles."`
 	Syscalls syscallsCmd `cmd:"" help:"List the system calls and @groups profiles may name."`
+	Analyzer analyzerCmd `cmd:"" help:"Offline work on the model tier: evaluate the sequence model on ADFA-LD."`
 	Stats    statsCmd    `cmd:"" help:"Show a running supervisor's live figures."`
 }
 
