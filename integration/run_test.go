@@ -318,6 +318,46 @@ os.execv("/bin/sh", ["sh", "-c", "echo pwned"])`, port)
 	}
 }
 
+func TestLearnThenEnforce(t *testing.T) {
+	requireNotify(t)
+	dir := t.TempDir()
+	a, b, merged := filepath.Join(dir, "a.toml"), filepath.Join(dir, "b.toml"), filepath.Join(dir, "merged.toml")
+	jobA := []string{"/bin/sh", "-c", "cat /etc/hostname >/dev/null && echo job-a"}
+	jobB := []string{"/usr/bin/python3", "-c", "import json; print('job-' + json.loads('\"b\"'))"}
+
+	r := archangel(t, nil, append([]string{"learn", "--out", a, "--"}, jobA...)...)
+	wantCode(t, r, 0)
+	wantContains(t, "learn stderr", r.stderr, "wrote "+a)
+	r = archangel(t, nil, append([]string{"learn", "--out", b, "--"}, jobB...)...)
+	wantCode(t, r, 0)
+
+	// Each job runs under what was learned from it...
+	r = archangel(t, nil, append([]string{"run", "--no-summary", "-p", a, "--"}, jobA...)...)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "job-a")
+	// ...and what it did not do is refused.
+	r = archangel(t, nil, "run", "--no-summary", "-p", a, "--", "/bin/sh", "-c", "cat /etc/passwd")
+	if r.code == 0 {
+		t.Fatalf("a profile learned from job a let cat /etc/passwd run:\n%s", r.stdout)
+	}
+	// Merged, both jobs run.
+	r = archangel(t, nil, "learn", "--merge", a, "--merge", b, "--out", merged)
+	wantCode(t, r, 0)
+	for _, job := range [][]string{jobA, jobB} {
+		r = archangel(t, nil, append([]string{"run", "--no-summary", "-p", merged, "--"}, job...)...)
+		wantCode(t, r, 0)
+	}
+	// A failing command still yields what it did, and says so.
+	failed := filepath.Join(dir, "failed.toml")
+	r = archangel(t, nil, "learn", "--out", failed, "--", "/bin/sh", "-c", "cat /etc/hostname >/dev/null; exit 3")
+	wantCode(t, r, 3)
+	wantContains(t, "stderr", r.stderr, "did not succeed")
+	body, err := os.ReadFile(failed)
+	if err != nil || !strings.Contains(string(body), "exited with status 3") || !strings.Contains(string(body), "/etc/hostname") {
+		t.Fatalf("profile of a failed run: %v\n%s", err, body)
+	}
+}
+
 func TestNetworkRules(t *testing.T) {
 	requireNotify(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -75,6 +75,10 @@ type Cmd struct {
 	// RunShimIfRequested. Empty: this executable.
 	ShimPath string
 
+	// Learner, when set, makes this a learning run: every notified call
+	// is recorded and runs (see LearningProfile).
+	Learner *Learner
+
 	// ForwardSignals, when set, relays SIGINT, SIGTERM, SIGHUP and SIGQUIT
 	// received by this process to the target.
 	ForwardSignals bool
@@ -214,6 +218,7 @@ func (c *Cmd) Start() error {
 	for _, d := range c.degraded {
 		sup.stats.Degrade(d)
 	}
+	sup.learner = c.Learner
 	if c.Profile.Supervisor.Patterns {
 		sup.patterns = patterns.Builtin(patterns.Env{HOME: envLookup(c.Env, "HOME")})
 		sup.decider.decodeAll = true

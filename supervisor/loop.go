@@ -35,6 +35,7 @@ type Supervisor struct {
 	creds    *kernel.CredSwitcher // created on the receive loop's thread
 	canon    canonicalizer
 	patterns *patterns.Engine // nil unless [supervisor] patterns = true
+	learner  *Learner         // learning run: record everything, enforce nothing
 	dec      *decoder
 	syncWake bool
 	done     chan struct{}
@@ -201,6 +202,9 @@ func (s *Supervisor) loop() {
 // the notification has been answered already (emulated open, a connect
 // answered from its own goroutine) or is gone, so the loop sends nothing.
 func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) bool {
+	if s.learner != nil {
+		return s.learn(n, resp)
+	}
 	d := s.decider.decide(n)
 	*resp = kernel.NotifResp{ID: n.ID}
 	var call *analyzer.Call
@@ -270,6 +274,7 @@ func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) bool {
 				errno, err = s.emulateOpen(n, &c, credsOf(call))
 			}
 			if err == nil && errno == 0 {
+				s.stats.answered.Add(1)
 				return true // answered by ADDFD + SEND
 			}
 			if errors.Is(err, kernel.ErrNotifGone) {
@@ -308,4 +313,27 @@ func noTargetsLeft(listener int) bool {
 	fds := []unix.PollFd{{Fd: int32(listener), Events: unix.POLLIN}}
 	n, err := unix.Poll(fds, 0)
 	return err == nil && n > 0 && fds[0].Revents&unix.POLLHUP != 0
+}
+
+// learn records a notification of a learning run and lets the call run.
+func (s *Supervisor) learn(n *kernel.Notif, resp *kernel.NotifResp) bool {
+	var call *analyzer.Call
+	if nr := int(n.Data.Nr); nr >= 0 && nr < len(callSpecs) && callSpecs[nr].kind != analyzer.KindOther {
+		c, err := s.dec.decode(s.listener, n)
+		switch {
+		case errors.Is(err, kernel.ErrNotifGone):
+			s.stats.vanished.Add(1)
+			return true
+		case err == nil:
+			call = &c
+		}
+	}
+	s.learner.observe(syscallName(n.Data.Nr), call)
+	d := decision{action: profiles.ActionAllow, source: SourceDefault, layer: SourceDefault, rule: "learning"}
+	s.stats.count(d, n)
+	if s.events != nil {
+		s.record(n, d, call)
+	}
+	*resp = kernel.NotifResp{ID: n.ID, Flags: kernel.RespFlagContinue}
+	return false
 }

@@ -31,6 +31,7 @@ type cli struct {
 	Globals
 
 	Run      runCmd      `cmd:"" help:"Run a command under a profile."`
+	Learn    learnCmd    `cmd:"" help:"Run a command with everything recorded and nothing blocked, and write the profile it needs."`
 	Profile  profileCmd  `cmd:"" help:"Check and compile profiles."`
 	Syscalls syscallsCmd `cmd:"" help:"List the system calls and @groups profiles may name."`
 	Analyzer analyzerCmd `cmd:"" help:"Offline work on the model tier: evaluate the sequence model on ADFA-LD."`
