@@ -343,6 +343,7 @@ var syscallTable = []struct {
 	{"statx", 332},
 	{"io_pgetevents", 333},
 	{"rseq", 334},
+	{"uretprobe", 335}, // added by hand
 	{"pidfd_send_signal", 424},
 	{"io_uring_setup", 425},
 	{"io_uring_enter", 426},

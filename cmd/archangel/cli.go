@@ -177,6 +177,11 @@ type profileCmd struct {
 	Check   profileCheckCmd   `cmd:"" help:"Validate a profile; errors name file:line:col. Lists the path, network and exec rules with their safety class."`
 	Compile profileCompileCmd `cmd:"" help:"Show the BPF program the kernel will run."`
 	Explain profileExplainCmd `cmd:"" help:"Say which rule decides a system call, and why."`
+	Show    profileShowCmd    `cmd:"" help:"Print the resolved profile (extends applied, groups expanded) as TOML."`
+	Diff    profileDiffCmd    `cmd:"" help:"Say per system call and per path/network entry what profile B decides differently from A."`
+	Export  profileExportCmd  `cmd:"" help:"Export as OCI runtime-spec linux.seccomp JSON."`
+	Import  profileImportCmd  `cmd:"" help:"Translate OCI or Docker/moby seccomp JSON into a profile."`
+	Systemd profileSystemdCmd `cmd:"" help:"Write a systemd drop-in that runs a service under archangel."`
 }
 
 type profileCheckCmd struct {

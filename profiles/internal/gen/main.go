@@ -29,6 +29,7 @@ var newer = []struct {
 	name string
 	nr   int
 }{
+	{"uretprobe", 335},         // 6.11 (x86-64 only)
 	{"cachestat", 451},         // 6.5
 	{"fchmodat2", 452},         // 6.6
 	{"map_shadow_stack", 453},  // 6.6
