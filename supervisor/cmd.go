@@ -96,6 +96,8 @@ type Cmd struct {
 
 	handshakeStart time.Time
 	degraded       []string    // mechanisms not available, reported in the summary
+	cg             *treeCgroup // the tree's cgroup (cgroup.go), or nil
+	wd             *watchdog
 	landlockExec   bool        // the exec allow-list is enforced by Landlock
 	servers        []io.Closer // control socket, metrics endpoint (startServers)
 }
@@ -215,9 +217,6 @@ func (c *Cmd) Start() error {
 			}
 		}
 	}
-	for _, d := range c.degraded {
-		sup.stats.Degrade(d)
-	}
 	sup.learner = c.Learner
 	if c.Profile.Supervisor.Patterns {
 		sup.patterns = patterns.Builtin(patterns.Env{HOME: envLookup(c.Env, "HOME")})
@@ -236,6 +235,17 @@ func (c *Cmd) Start() error {
 		attr.Ctty = 0
 		c.fgTTY = int(stdin.Fd())
 	}
+	// The tree's own cgroup and the watchdog that kills it if archangel
+	// dies (cgroup.go); without them, degrade and say so.
+	if cg, err := newTreeCgroup(); err != nil {
+		c.degraded = append(c.degraded, fmt.Sprintf("no cgroup for the sandboxed tree (%v): if archangel dies, the target is killed but its descendants keep running, every notified call failing with ENOSYS", err))
+	} else if wd, err := startWatchdog(shim, cg); err != nil {
+		cg.remove()
+		c.degraded = append(c.degraded, fmt.Sprintf("no watchdog for the sandboxed tree (%v): if archangel dies, descendants of the target keep running", err))
+	} else {
+		c.cg, c.wd = cg, wd
+		attr.UseCgroupFD, attr.CgroupFD = true, cg.fd
+	}
 	argv := append([]string{shim, ShimArg, c.Path}, c.Args...)
 	proc, err := os.StartProcess(shim, argv, &os.ProcAttr{
 		Dir:   c.Dir,
@@ -245,6 +255,8 @@ func (c *Cmd) Start() error {
 	})
 	if err != nil {
 		c.fgTTY = -1
+		c.endTree()
+		c.removeTree()
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("start launcher shim: %w", err)}
 	}
 	c.proc, c.pid = proc, proc.Pid
@@ -252,23 +264,32 @@ func (c *Cmd) Start() error {
 	listener, err := c.handshake(sock, scm, landlock)
 	if err != nil {
 		_ = proc.Kill()
+		c.endTree()
 		c.reapAll()
+		c.removeTree()
 		c.restoreForeground()
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
 	if err := sup.attach(listener); err != nil {
 		unix.Close(listener)
 		_ = proc.Kill()
+		c.endTree()
 		c.reapAll()
+		c.removeTree()
 		c.restoreForeground()
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
 	c.sup = sup
+	for _, d := range c.degraded {
+		sup.stats.Degrade(d)
+	}
 	sup.start()
 	if c.servers, err = startServers(c.ControlSocket, c.MetricsAddr, sup.stats.Snapshot, logger); err != nil {
 		_ = proc.Kill()
 		sup.stop()
+		c.endTree()
 		c.reapAll()
+		c.removeTree()
 		c.restoreForeground()
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
@@ -283,7 +304,9 @@ func (c *Cmd) Start() error {
 		_ = proc.Kill()
 		sup.stop()
 		closeAll(c.servers)
+		c.endTree()
 		c.reapAll()
+		c.removeTree()
 		c.restoreForeground()
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("send go-ahead: %w", err)}
 	}
@@ -486,6 +509,7 @@ func (c *Cmd) wait() (Result, error) {
 		return Result{}, errors.New("wait: command not started")
 	}
 	status, err := c.waitTarget()
+	c.endTree()
 	c.restoreForeground()
 	if c.sigc != nil {
 		signal.Stop(c.sigc)
@@ -494,6 +518,7 @@ func (c *Cmd) wait() (Result, error) {
 	// Whatever the target left running dies with it: nothing outlives the
 	// run, supervised or not.
 	c.reapAll()
+	c.removeTree()
 	c.sup.stop()
 	closeAll(c.servers)
 	res := Result{Stats: c.sup.stats}
@@ -529,6 +554,25 @@ func (c *Cmd) waitTarget() (unix.WaitStatus, error) {
 			return ws, nil
 		}
 		// An orphaned descendant reparented to us: reaped, nothing else.
+	}
+}
+
+// endTree kills whatever is left in the tree's cgroup and lets the
+// watchdog go (the run ended normally). Safe to call more than once.
+func (c *Cmd) endTree() {
+	if c.cg != nil {
+		_ = c.cg.kill()
+	}
+	if c.wd != nil {
+		c.wd.stop()
+		c.wd = nil
+	}
+}
+
+func (c *Cmd) removeTree() {
+	if c.cg != nil {
+		c.cg.remove()
+		c.cg = nil
 	}
 }
 

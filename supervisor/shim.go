@@ -30,6 +30,9 @@ const (
 // process was started as one (os.Args[1] == ShimArg). Call it first thing in
 // main, and in TestMain of tests that start supervised commands.
 func RunShimIfRequested() {
+	if len(os.Args) == 3 && os.Args[1] == WatchdogArg {
+		os.Exit(watchdogMain(os.Args[2]))
+	}
 	if len(os.Args) < 3 || os.Args[1] != ShimArg {
 		return
 	}
