@@ -606,13 +606,31 @@ func TestSupervisorDeath(t *testing.T) {
 }
 
 // treeCgroupExpected: archangel puts the tree in a cgroup v2 of its own
-// when it can create one (root, or a delegated hierarchy, and cgroup.kill).
+// when it can create one there (root or delegation, cgroup.kill). Probe
+// it the same way: create a cgroup and remove it.
 func treeCgroupExpected() bool {
-	if os.Geteuid() != 0 {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
 		return false
 	}
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	return err == nil && strings.Contains(string(b), " - cgroup2 ")
+	for _, line := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok || !strings.HasPrefix(post, "cgroup2 ") {
+			continue
+		}
+		f := strings.Fields(pre)
+		if len(f) < 5 {
+			continue
+		}
+		dir := filepath.Join(f[4], fmt.Sprintf("archangel-probe-%d", os.Getpid()))
+		if os.Mkdir(dir, 0o755) != nil {
+			return false
+		}
+		_, kerr := os.Stat(filepath.Join(dir, "cgroup.kill"))
+		os.Remove(dir)
+		return kerr == nil
+	}
+	return false
 }
 
 // findChild returns the one child of pid (children are listed per thread).
