@@ -359,6 +359,11 @@ type ProfileHeader struct {
 	Note    string   // e.g. the command failed: what was observed is still written
 }
 
+// credentialPaths are denied in every learned profile that the command
+// did not need them in.
+var credentialPaths = []string{"/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-",
+	"${HOME}/.ssh/**", "${HOME}/.gnupg/**", "${HOME}/.aws/**", "${HOME}/.config/gcloud/**", "${HOME}/.docker/config.json"}
+
 // familyOf maps the calls a learned profile hands to the supervisor to
 // the group it notifies them with.
 var notifyFamilies = []struct {
@@ -504,6 +509,21 @@ func (l *Learned) WriteProfile(h ProfileHeader) []byte {
 		writeList("read", l.Read)
 		writeList("write", l.Write)
 		writeList("exec", l.Exec)
+		// A directory glob learned from siblings ("/etc/*") must not
+		// reach the secrets in it: they stay denied (more specific rules
+		// win) unless the command was seen reading them.
+		deny := map[string]bool{}
+		for _, d := range credentialPaths {
+			seen := false
+			for p := range l.Read {
+				seen = seen || p == d
+			}
+			if !seen {
+				deny[d] = true
+			}
+		}
+		b.WriteString("# Secrets the command was not seen reading, kept out of reach of the globs above.\n")
+		writeList("deny", deny)
 	}
 	if len(l.Connect)+len(l.Bind) > 0 {
 		b.WriteString("\n[network]\n")
