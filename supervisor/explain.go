@@ -13,8 +13,10 @@ import (
 )
 
 // ExplainCall builds the decoded form of a call from what a person types
-// (`archangel profile explain`): the syscall's kind and access as the
-// decoder would set them, the path made absolute, the address parsed.
+// (`archangel profile explain`, `profile replay`): the syscall's kind and
+// access as the decoder would set them, the path made absolute (and, for
+// the open family, resolved through symlinks as the supervisor does), the
+// address parsed.
 func ExplainCall(name string, args [6]uint64, path, addr string) (analyzer.Call, error) {
 	nr, ok := profiles.SyscallNr(name)
 	if !ok || nr >= len(callSpecs) {
@@ -36,6 +38,10 @@ func ExplainCall(name string, args [6]uint64, path, addr string) (analyzer.Call,
 				c.Flags = unix.O_CREAT | unix.O_WRONLY | unix.O_TRUNC
 			}
 			c.Access = openAccess(c.Flags)
+			// Open rules decide on the file the kernel opens (enforce.go).
+			if cp, err := canonicalOpenPath(c.Path, c.Flags); err == nil {
+				c.Path = cp
+			}
 		}
 	}
 	if addr != "" {

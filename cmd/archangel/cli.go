@@ -182,6 +182,7 @@ type profileCmd struct {
 	Export  profileExportCmd  `cmd:"" help:"Export as OCI runtime-spec linux.seccomp JSON."`
 	Import  profileImportCmd  `cmd:"" help:"Translate OCI or Docker/moby seccomp JSON into a profile."`
 	Systemd profileSystemdCmd `cmd:"" help:"Write a systemd drop-in that runs a service under archangel."`
+	Replay  profileReplayCmd  `cmd:"" help:"Say what a candidate profile would have done to a recorded run (--events log)."`
 }
 
 type profileCheckCmd struct {

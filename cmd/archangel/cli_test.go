@@ -117,3 +117,39 @@ default = "deny"
 		t.Errorf("check does not list rules with their safety class:\n%s", out)
 	}
 }
+
+func TestProfileReplay(t *testing.T) {
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "cand.toml")
+	os.WriteFile(prof, []byte(`[profile]
+default = "allow"
+[syscalls]
+notify = ["@open"]
+deny = ["ptrace"]
+[files]
+read = ["/usr/**"]
+[supervisor]
+default = "deny"
+`), 0o644)
+	ev := filepath.Join(dir, "ev.jsonl")
+	os.WriteFile(ev, []byte(`{"syscall":"openat","nr":257,"args":[4294967196,0,0,0,0,0],"verdict":"allow","path":"/usr/lib/os-release","comm":"cat"}
+{"syscall":"openat","nr":257,"args":[4294967196,0,0,0,0,0],"verdict":"allow","path":"/opt/data","comm":"cat"}
+{"syscall":"ptrace","nr":101,"args":[16,1,0,0,0,0],"verdict":"allow","comm":"gdb"}
+{"syscall":"getppid","nr":110,"args":[0,0,0,0,0,0],"verdict":"deny","comm":"x"}
+`), 0o644)
+	out, errOut, code := runCLI(t, "profile", "replay", ev, "-p", prof)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, w := range []string{"replayed 4 recorded calls", "3 would change",
+		"would refuse (it ran) x1: openat /opt/data by cat: deny by [supervisor] default",
+		"would refuse (it ran) x1: ptrace by gdb: deny by syscalls.deny",
+		"would allow (it was refused) x1: getppid by x: allow by profile.default"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("replay output lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "os-release") {
+		t.Errorf("an allowed read was reported as changing:\n%s", out)
+	}
+}
