@@ -253,11 +253,16 @@ func TestExecAllowListByLandlock(t *testing.T) {
 		missing(t, err.Error())
 	}
 	dir := t.TempDir()
-	script := "cp /usr/bin/true " + dir + "/copied; " + dir + "/copied; echo rc=$?; /usr/bin/true && echo listed-ok"
+	// Only execution is restricted: a rename across directories (which
+	// every Landlock ruleset forbids unless REFER is granted; rename(2)
+	// itself, mv would fall back to copying) still works.
+	script := "cp /usr/bin/true " + dir + "/copied; " + dir + "/copied; echo rc=$?; /usr/bin/true && echo listed-ok; " +
+		"mkdir -p " + dir + "/a " + dir + "/b && touch " + dir + "/a/f && /usr/bin/python3 -c 'import os; os.rename(\"" + dir + "/a/f\", \"" + dir + "/b/f\")' && echo rename-ok"
 	r := archangel(t, nil, "run", "--no-summary", "-p", testdata("exec.toml"), "--", "/bin/sh", "-c", script)
 	wantCode(t, r, 0)
 	wantContains(t, "stdout", r.stdout, "rc=126")
 	wantContains(t, "stdout", r.stdout, "listed-ok")
+	wantContains(t, "stdout", r.stdout, "rename-ok")
 	// Audit mode blocks nothing, Landlock included.
 	r = archangel(t, nil, "run", "--no-summary", "--mode", "audit", "-p", testdata("exec.toml"), "--", "/bin/sh", "-c", script)
 	wantCode(t, r, 0)

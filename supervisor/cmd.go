@@ -328,11 +328,22 @@ func (c *Cmd) landlockMessage(set *rules.Set, logger *slog.Logger) []byte {
 	// Audit mode never blocks: no Landlock.
 	if set != nil && c.Mode == profiles.ModeEnforce {
 		if plan, ok := set.LandlockPlan(); ok && plan.Handled&rules.FSExecute != 0 {
-			if _, err := kernel.LandlockABI(); err != nil {
+			abi, err := kernel.LandlockABI()
+			if err == nil && abi < 2 {
+				// Before ABI 2 every ruleset forbids renames and links
+				// across directories (REFER cannot be granted): applying
+				// one would break ordinary programs.
+				err = fmt.Errorf("Landlock ABI %d < 2 (no LANDLOCK_ACCESS_FS_REFER)", abi)
+			}
+			if err != nil {
 				logger.Warn("degraded: exec allow-list not enforced by Landlock", "err", err)
 				c.degraded = append(c.degraded, fmt.Sprintf("exec allow-list not enforced by Landlock (%v): exec allows are advisory, refused unless [supervisor] advisory lists exec", err))
 			} else {
-				handled = uint64(rules.FSExecute)
+				// REFER (reparenting by rename or link) is denied by every
+				// ruleset unless granted: grant it everywhere, so that only
+				// execution is restricted.
+				handled = uint64(rules.FSExecute) | kernel.LandlockRefer
+				lr = append(lr, kernel.LandlockRule{Path: "/", Access: kernel.LandlockRefer})
 				for _, r := range plan.Rules {
 					access := r.Access & rules.FSExecute
 					if st, err := os.Stat(r.Path); err == nil && st.IsDir() {
