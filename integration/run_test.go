@@ -203,6 +203,16 @@ func TestFileRules(t *testing.T) {
 			t.Fatalf("want 2 permission errors, got %d:\n%s", n, r.stderr)
 		}
 	})
+	t.Run("symlink outside the rules to an allowed file", func(t *testing.T) {
+		// /var/tmp is in no [files] list; the link points into /etc/**.
+		link := filepath.Join("/var/tmp", fmt.Sprintf("archangel-it-%d", os.Getpid()))
+		if err := os.Symlink("/etc/hostname", link); err != nil {
+			t.Skipf("skipped: cannot create %s: %v", link, err)
+		}
+		defer os.Remove(link)
+		r := run("", "cat "+link)
+		wantCode(t, r, 0)
+	})
 	t.Run("create honours mode and umask, keeps O_CLOEXEC", func(t *testing.T) {
 		out := filepath.Join(dir, "made")
 		// python opens with O_CLOEXEC; sh's redirections without it.

@@ -90,8 +90,21 @@ const (
 )
 
 // decideCall decides a decoded call with the rules, then settles how an
-// allow would be carried out (or refuses it).
+// allow would be carried out (or refuses it). An open is first decided on
+// the cached resolution of its directory, which assumes the last
+// component is no symlink; anything but an allow is decided again on a
+// full resolution, so that a symlink to an allowed file is not refused.
 func (s *Supervisor) decideCall(c *analyzer.Call) (decision, plan, string) {
+	d, pl, cp := s.decideCallOnce(c)
+	if c.Kind == analyzer.KindOpen && pl != planOpen && !s.canon.fresh {
+		s.canon.fresh = true
+		d, pl, cp = s.decideCallOnce(c)
+		s.canon.fresh = false
+	}
+	return d, pl, cp
+}
+
+func (s *Supervisor) decideCallOnce(c *analyzer.Call) (decision, plan, string) {
 	var canonical string
 	var anc []rules.Ancestor
 	set := s.rules.cur.Load()
