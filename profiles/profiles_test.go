@@ -59,7 +59,7 @@ func TestGoldenErrors(t *testing.T) {
 
 func TestBuiltinsLoad(t *testing.T) {
 	names := BuiltinNames()
-	if !slices.Equal(names, []string{"audit", "default", "strict"}) {
+	if !slices.Equal(names, []string{"audit", "build", "curl", "default", "git", "nginx", "python3", "redis", "strict"}) {
 		t.Errorf("BuiltinNames() = %v", names)
 	}
 	for _, n := range names {

@@ -325,8 +325,7 @@ func (c *Cmd) Start() error {
 func (c *Cmd) landlockMessage(set *rules.Set, logger *slog.Logger) []byte {
 	var lr []kernel.LandlockRule
 	handled := uint64(0)
-	// Audit mode never blocks: no Landlock.
-	if set != nil && c.Mode == profiles.ModeEnforce {
+	if set != nil {
 		if plan, ok := set.LandlockPlan(); ok && plan.Handled&rules.FSExecute != 0 {
 			abi, err := kernel.LandlockABI()
 			if err == nil && abi < 2 {
@@ -353,7 +352,13 @@ func (c *Cmd) landlockMessage(set *rules.Set, logger *slog.Logger) []byte {
 						lr = append(lr, kernel.LandlockRule{Path: r.Path, Access: uint64(access)})
 					}
 				}
+				// In audit mode the decisions are what enforce mode would
+				// make (exec allows carried out by Landlock), but nothing
+				// is applied: audit never blocks.
 				c.landlockExec = true
+				if c.Mode == profiles.ModeAudit {
+					handled, lr = 0, nil
+				}
 			}
 		}
 	}
