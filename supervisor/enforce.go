@@ -128,6 +128,17 @@ func (s *Supervisor) decideCallOnce(c *analyzer.Call) (decision, plan, string) {
 			v = set.Decide(&cc, nil)
 		}
 	}
+	if c.Kind == analyzer.KindConnect && c.Addr == nil && !v.Matched {
+		// sendmsg/sendmmsg naming no peer (a connected or paired socket):
+		// no address to decide on, but msg_name lives in target memory
+		// and could name one when the kernel reads it again.
+		if s.rules.advisory[analyzer.KindConnect] {
+			return decision{action: profiles.ActionAllow, source: SourceRule, layer: SourceRule, nocache: true,
+				rule: c.Name + " naming no peer [advisory]"}, planAdvisory, ""
+		}
+		return decision{action: profiles.ActionErrno, errno: profiles.Errno(unix.EACCES), source: SourceRule, layer: SourceRule, nocache: true,
+			rule: c.Name + " naming no peer: its msg_name is in target memory, so the kernel could send elsewhere; add \"connect\" to [supervisor] advisory to accept it"}, planContinue, ""
+	}
 	d := s.decider.def
 	d.nocache = true
 	d.rule = "no [files]/[network]/[exec] rule matched: [supervisor] default"

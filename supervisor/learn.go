@@ -9,6 +9,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,7 @@ type Learner struct {
 	files    map[string]analyzer.Access // path → every access seen
 	connects map[string]bool            // "ip:port", "unix:/path"
 	binds    map[string]bool
+	sends    bool // sendto/sendmsg with an address, or sendmsg without one
 }
 
 // NewLearner returns an empty learner.
@@ -87,8 +89,14 @@ func (l *Learner) observe(name string, c *analyzer.Call) {
 		if a := endpointText(c.Addr); a != "" {
 			l.connects[a] = true
 		}
+		if c.Name != "connect" {
+			l.sends = true
+		}
 	case analyzer.KindBind:
-		if a := endpointText(c.Addr); a != "" {
+		if c.Addr != nil && c.Addr.Addr.IsValid() && c.Addr.Addr.Port() == 0 {
+			// Port 0: the kernel picks an ephemeral port.
+			l.binds[netip.AddrPortFrom(c.Addr.Addr.Addr().Unmap(), 0).String()] = true
+		} else if a := endpointText(c.Addr); a != "" {
 			l.binds[a] = true
 		}
 	}
@@ -107,9 +115,25 @@ func endpointText(a *analyzer.SockAddr) string {
 		if ap.Port() == 0 {
 			return "" // a send on a socket that names no peer port
 		}
+		if ap.Addr().IsLoopback() && ap.Port() >= ephemeralLo && ap.Port() <= ephemeralHi {
+			// A peer on an ephemeral loopback port (a server the command
+			// started itself, bound to port 0) will have another port
+			// next time: keep the loopback address, widen to the range.
+			return fmt.Sprintf("%s:%d-%d", bracket(ap.Addr()), ephemeralLo, ephemeralHi)
+		}
 		return ap.String()
 	}
 	return ""
+}
+
+// Linux's default ip_local_port_range.
+const ephemeralLo, ephemeralHi = 32768, 60999
+
+func bracket(a netip.Addr) string {
+	if a.Is6() {
+		return "[" + a.String() + "]"
+	}
+	return a.String()
 }
 
 // Progress is the one-line state of a learning run, for stderr.
@@ -128,6 +152,9 @@ type Learned struct {
 	Exec     map[string]bool
 	Connect  map[string]bool
 	Bind     map[string]bool
+	// Advisory lists the call kinds the profile must accept advisory
+	// allows for, to let the command do what it did (see [supervisor]).
+	Advisory map[string]bool
 }
 
 // LearnEnv names the directories learned paths are written relative to.
@@ -140,7 +167,13 @@ func (l *Learner) Result(env LearnEnv) *Learned {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := &Learned{Syscalls: map[string]bool{}, Read: map[string]bool{}, Write: map[string]bool{}, Exec: map[string]bool{},
-		Connect: maps(l.connects), Bind: maps(l.binds)}
+		Connect: maps(l.connects), Bind: maps(l.binds), Advisory: map[string]bool{}}
+	if len(l.binds) > 0 {
+		out.Advisory["bind"] = true // a bind by address is checked, then run
+	}
+	if l.sends {
+		out.Advisory["connect"] = true // sendto/sendmsg name their peer in memory
+	}
 	for s := range l.syscalls {
 		out.Syscalls[s] = true
 	}
@@ -300,8 +333,11 @@ func collapse(paths []string) []string {
 
 // Merge adds what o learned.
 func (l *Learned) Merge(o *Learned) {
+	if l.Advisory == nil {
+		l.Advisory = map[string]bool{}
+	}
 	for _, pair := range [][2]map[string]bool{{l.Syscalls, o.Syscalls}, {l.Read, o.Read}, {l.Write, o.Write},
-		{l.Exec, o.Exec}, {l.Connect, o.Connect}, {l.Bind, o.Bind}} {
+		{l.Exec, o.Exec}, {l.Connect, o.Connect}, {l.Bind, o.Bind}, {l.Advisory, o.Advisory}} {
 		for k := range pair[1] {
 			pair[0][k] = true
 		}
@@ -314,7 +350,10 @@ func (l *Learned) Merge(o *Learned) {
 // naming the rule.
 func FromProfile(p *profiles.Profile) (*Learned, error) {
 	out := &Learned{Syscalls: map[string]bool{}, Read: map[string]bool{}, Write: map[string]bool{}, Exec: map[string]bool{},
-		Connect: map[string]bool{}, Bind: map[string]bool{}}
+		Connect: map[string]bool{}, Bind: map[string]bool{}, Advisory: map[string]bool{}}
+	for _, k := range p.Supervisor.Advisory {
+		out.Advisory[k] = true
+	}
 	for _, r := range p.Rules {
 		switch {
 		case strings.HasPrefix(r.Source, "syscalls.rule") || len(r.Args) > 0:
@@ -386,7 +425,14 @@ func (l *Learned) WriteProfile(h ProfileHeader) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Learned by archangel learn")
 	if len(h.Command) > 0 {
-		fmt.Fprintf(&b, " from: %s", strings.Join(h.Command, " "))
+		quoted := make([]string, len(h.Command))
+		for i, a := range h.Command {
+			quoted[i] = a
+			if strings.ContainsAny(a, " \t\n\"'\\") {
+				quoted[i] = strconv.Quote(a) // one line, whatever the argument holds
+			}
+		}
+		fmt.Fprintf(&b, " from: %s", strings.Join(quoted, " "))
 	}
 	fmt.Fprintf(&b, "\n# %s.\n", h.Status)
 	if h.Note != "" {
@@ -531,6 +577,21 @@ func (l *Learned) WriteProfile(h ProfileHeader) []byte {
 		writeList("bind", l.Bind)
 	}
 	b.WriteString("\n[supervisor]\n# What no rule above allows is refused.\ndefault = \"deny\"\n")
+	if len(l.Advisory) > 0 {
+		var kinds []string
+		for k := range l.Advisory {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		b.WriteString("# The command did these; archangel checks them, then the kernel runs them\n# (a thread rewriting the address in between gets around the check).\nadvisory = [")
+		for i, k := range kinds {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%q", k)
+		}
+		b.WriteString("]\n")
+	}
 	if len(l.Exec) > 0 {
 		b.WriteString("# Exec: the allow-list above is exact paths, which Landlock enforces race-free.\n")
 	}

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -21,7 +22,14 @@ func TestLearnedProfileLoadsAndKeepsSecretsOut(t *testing.T) {
 	if !res.Read["/etc/*"] {
 		t.Fatalf("five files in /etc did not collapse to /etc/*: %v", res.Read)
 	}
-	text := res.WriteProfile(ProfileHeader{Name: "t", Status: "test"})
+	l.observe("bind", &analyzer.Call{Kind: analyzer.KindBind, Name: "bind", Addr: &analyzer.SockAddr{Family: 2, Addr: netip.MustParseAddrPort("127.0.0.1:0")}})
+	l.observe("connect", &analyzer.Call{Kind: analyzer.KindConnect, Name: "connect", Addr: &analyzer.SockAddr{Family: 2, Addr: netip.MustParseAddrPort("127.0.0.1:45565")}})
+	res = l.Result(LearnEnv{CWD: "/work", HOME: "/home/u", TMPDIR: "/tmp"})
+	if !res.Bind["127.0.0.1:0"] || !res.Connect["127.0.0.1:32768-60999"] || !res.Advisory["bind"] {
+		t.Errorf("network learned as bind %v connect %v advisory %v", res.Bind, res.Connect, res.Advisory)
+	}
+	// A command with newlines and quotes stays one comment line.
+	text := res.WriteProfile(ProfileHeader{Name: "t", Status: "test", Command: []string{"python3", "-c", "import os\nprint(\"x\")"}})
 	p, err := profiles.Parse("t.toml", text)
 	if err != nil {
 		t.Fatalf("learned profile does not load: %v\n%s", err, text)
@@ -36,7 +44,7 @@ func TestLearnedProfileLoadsAndKeepsSecretsOut(t *testing.T) {
 			t.Errorf("%s: %+v, want %v", path, v, want)
 		}
 	}
-	if !strings.Contains(string(text), `"getpid"`) || !strings.Contains(string(text), `notify = ["@exec", "@open"]`) {
+	if !strings.Contains(string(text), `"getpid"`) || !strings.Contains(string(text), `notify = ["@exec", "@open", "@connect", "bind"]`) {
 		t.Errorf("learned syscalls missing:\n%s", text)
 	}
 }
