@@ -52,21 +52,29 @@ type Learner struct {
 	files    map[string]analyzer.Access // path → every access seen
 	connects map[string]bool            // "ip:port", "unix:/path"
 	binds    map[string]bool
-	sends    bool // sendto/sendmsg with an address, or sendmsg without one
+	sends    bool                       // sendto/sendmsg with an address, or sendmsg without one
+	values   map[string]map[uint64]bool // stableArgs: the values seen
 }
 
 // NewLearner returns an empty learner.
 func NewLearner() *Learner {
-	return &Learner{syscalls: map[string]bool{}, files: map[string]analyzer.Access{}, connects: map[string]bool{}, binds: map[string]bool{}}
+	return &Learner{syscalls: map[string]bool{}, files: map[string]analyzer.Access{}, connects: map[string]bool{}, binds: map[string]bool{},
+		values: map[string]map[uint64]bool{}}
 }
 
 // observe records one notified call (c may be nil for a call that is not
 // decoded).
-func (l *Learner) observe(name string, c *analyzer.Call) {
+func (l *Learner) observe(name string, args [6]uint64, c *analyzer.Call) {
 	l.events.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.syscalls[name] = true
+	if i, ok := stableArgs[name]; ok {
+		if l.values[name] == nil {
+			l.values[name] = map[uint64]bool{}
+		}
+		l.values[name][args[i]] = true
+	}
 	if c == nil {
 		return
 	}
@@ -126,6 +134,16 @@ func endpointText(a *analyzer.SockAddr) string {
 	return ""
 }
 
+// stableArgs are the calls whose verdict a learned profile ties to the
+// values seen, by argument index: a program opens sockets of a few
+// families, asks prctl a few things, sets one persona. Other values are
+// refused (profile default) when the profile is enforced.
+var stableArgs = map[string]int{"socket": 0, "prctl": 0, "personality": 0}
+
+// maxStableValues: more distinct values than this and the call is allowed
+// whatever the argument (the values were not stable).
+const maxStableValues = 8
+
 // Linux's default ip_local_port_range.
 const ephemeralLo, ephemeralHi = 32768, 60999
 
@@ -155,6 +173,9 @@ type Learned struct {
 	// Advisory lists the call kinds the profile must accept advisory
 	// allows for, to let the command do what it did (see [supervisor]).
 	Advisory map[string]bool
+	// ArgValues: for the stableArgs calls with few values, the values
+	// allowed (a conditional rule each).
+	ArgValues map[string]map[uint64]bool
 }
 
 // LearnEnv names the directories learned paths are written relative to.
@@ -167,7 +188,15 @@ func (l *Learner) Result(env LearnEnv) *Learned {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := &Learned{Syscalls: map[string]bool{}, Read: map[string]bool{}, Write: map[string]bool{}, Exec: map[string]bool{},
-		Connect: maps(l.connects), Bind: maps(l.binds), Advisory: map[string]bool{}}
+		Connect: maps(l.connects), Bind: maps(l.binds), Advisory: map[string]bool{}, ArgValues: map[string]map[uint64]bool{}}
+	for name, vals := range l.values {
+		if len(vals) <= maxStableValues {
+			out.ArgValues[name] = map[uint64]bool{}
+			for v := range vals {
+				out.ArgValues[name][v] = true
+			}
+		}
+	}
 	if len(l.binds) > 0 {
 		out.Advisory["bind"] = true // a bind by address is checked, then run
 	}
@@ -336,6 +365,25 @@ func (l *Learned) Merge(o *Learned) {
 	if l.Advisory == nil {
 		l.Advisory = map[string]bool{}
 	}
+	if l.ArgValues == nil {
+		l.ArgValues = map[string]map[uint64]bool{}
+	}
+	for name, vals := range o.ArgValues {
+		if l.Syscalls[name] && l.ArgValues[name] == nil {
+			continue // allowed whatever the argument on one side: stays so
+		}
+		if l.ArgValues[name] == nil {
+			l.ArgValues[name] = map[uint64]bool{}
+		}
+		for v := range vals {
+			l.ArgValues[name][v] = true
+		}
+	}
+	for name := range l.ArgValues {
+		if o.Syscalls[name] && o.ArgValues[name] == nil {
+			delete(l.ArgValues, name) // unconditional on the other side
+		}
+	}
 	for _, pair := range [][2]map[string]bool{{l.Syscalls, o.Syscalls}, {l.Read, o.Read}, {l.Write, o.Write},
 		{l.Exec, o.Exec}, {l.Connect, o.Connect}, {l.Bind, o.Bind}, {l.Advisory, o.Advisory}} {
 		for k := range pair[1] {
@@ -350,15 +398,25 @@ func (l *Learned) Merge(o *Learned) {
 // naming the rule.
 func FromProfile(p *profiles.Profile) (*Learned, error) {
 	out := &Learned{Syscalls: map[string]bool{}, Read: map[string]bool{}, Write: map[string]bool{}, Exec: map[string]bool{},
-		Connect: map[string]bool{}, Bind: map[string]bool{}, Advisory: map[string]bool{}}
+		Connect: map[string]bool{}, Bind: map[string]bool{}, Advisory: map[string]bool{}, ArgValues: map[string]map[uint64]bool{}}
 	for _, k := range p.Supervisor.Advisory {
 		out.Advisory[k] = true
 	}
 	for _, r := range p.Rules {
 		switch {
 		case strings.HasPrefix(r.Source, "syscalls.rule") || len(r.Args) > 0:
-			// The fast-path sendto rule WriteProfile adds; anything else
-			// conditional is not the learner's.
+			// The fast-path sendto rule and the stable-value rules
+			// WriteProfile adds; anything else conditional is not the
+			// learner's.
+			if len(r.Syscalls) == 1 && r.Action == profiles.ActionAllow && len(r.Args) == 1 && r.Args[0].Op == profiles.OpEq {
+				if i, ok := stableArgs[r.Syscalls[0]]; ok && r.Args[0].Index == i {
+					if out.ArgValues[r.Syscalls[0]] == nil {
+						out.ArgValues[r.Syscalls[0]] = map[uint64]bool{}
+					}
+					out.ArgValues[r.Syscalls[0]][r.Args[0].Value] = true
+					continue
+				}
+			}
 			if !(len(r.Syscalls) == 1 && r.Syscalls[0] == "sendto" && r.Action == profiles.ActionAllow) {
 				return nil, fmt.Errorf("%s: %s: a conditional rule; merge combines learned profiles (allow and notify lists) only", r.Pos, r.Source)
 			}
@@ -463,6 +521,9 @@ func (l *Learned) WriteProfile(h ProfileHeader) []byte {
 			delete(used, m)
 		}
 	}
+	for name := range l.ArgValues {
+		delete(used, name) // allowed by value below
+	}
 	var iouring []string
 	for s := range used {
 		if strings.HasPrefix(s, "io_uring_") {
@@ -531,6 +592,22 @@ func (l *Learned) WriteProfile(h ProfileHeader) []byte {
 	if len(iouring) > 0 {
 		sort.Strings(iouring)
 		fmt.Fprintf(&b, "# io_uring was used (%s): it bypasses per-call filtering, so it stays denied\n# (ENOSYS: programs fall back). Allow it knowingly with io_uring = true.\n", strings.Join(iouring, ", "))
+	}
+	var stable []string
+	for name := range l.ArgValues {
+		stable = append(stable, name)
+	}
+	sort.Strings(stable)
+	for _, name := range stable {
+		vals := make([]uint64, 0, len(l.ArgValues[name]))
+		for v := range l.ArgValues[name] {
+			vals = append(vals, v)
+		}
+		slices.Sort(vals)
+		fmt.Fprintf(&b, "\n# %s: only the values of argument %d the command used (%d); others are refused.\n", name, stableArgs[name], len(vals))
+		for _, v := range vals {
+			fmt.Fprintf(&b, "[[syscalls.rule]]\nnames = [%q]\naction = \"allow\"\nargs = [{ index = %d, op = \"eq\", value = %d }]\n", name, stableArgs[name], v)
+		}
 	}
 	if slices.Contains(notify, "@connect") {
 		b.WriteString("\n# sendto on a connected socket names no peer: keep it in the kernel's fast path.\n[[syscalls.rule]]\nnames = [\"sendto\"]\naction = \"allow\"\nargs = [{ index = 4, op = \"eq\", value = 0 }]\n")

@@ -328,7 +328,7 @@ func (s *Supervisor) learn(n *kernel.Notif, resp *kernel.NotifResp) bool {
 			call = &c
 		}
 	}
-	s.learner.observe(syscallName(n.Data.Nr), call)
+	s.learner.observe(syscallName(n.Data.Nr), n.Data.Args, call)
 	d := decision{action: profiles.ActionAllow, source: SourceDefault, layer: SourceDefault, rule: "learning"}
 	s.stats.count(d, n)
 	if s.events != nil {
