@@ -373,6 +373,31 @@ func TestLearnThenEnforce(t *testing.T) {
 	}
 }
 
+func TestLearnAsk(t *testing.T) {
+	requireNotify(t)
+	dir := t.TempDir()
+	answers, prof := filepath.Join(dir, "answers"), filepath.Join(dir, "asked.toml")
+	// Questions, in order: sh starts (always), id starts (deny).
+	os.WriteFile(answers, []byte("a\nd\n"), 0o644)
+	job := []string{"/bin/sh", "-c", "/usr/bin/id -u; echo done"}
+	r := archangel(t, nil, append([]string{"learn", "--ask-from", answers, "--out", prof, "--"}, job...)...)
+	wantCode(t, r, 0)
+	wantContains(t, "questions", r.stderr, "starts /usr/bin/id")
+	wantContains(t, "stdout", r.stdout, "done")
+	if strings.Contains(r.stdout, "0\ndone") {
+		t.Fatalf("id ran although the answer was deny:\n%s", r.stdout)
+	}
+	body, _ := os.ReadFile(prof)
+	if !strings.Contains(string(body), `"/usr/bin/id"`) {
+		t.Fatalf("the deny is not in the profile:\n%s", body)
+	}
+	r = archangel(t, nil, append([]string{"run", "--no-summary", "-p", prof, "--"}, job...)...)
+	wantCode(t, r, 0)
+	if strings.Contains(r.stdout, "0\ndone") {
+		t.Fatalf("id ran under the learned profile:\n%s", r.stdout)
+	}
+}
+
 func TestNetworkRules(t *testing.T) {
 	requireNotify(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -78,6 +78,8 @@ type Cmd struct {
 	// Learner, when set, makes this a learning run: every notified call
 	// is recorded and runs (see LearningProfile).
 	Learner *Learner
+	// Asker, with Learner, puts each new kind of event to a person.
+	Asker *Asker
 
 	// ForwardSignals, when set, relays SIGINT, SIGTERM, SIGHUP and SIGQUIT
 	// received by this process to the target.
@@ -217,7 +219,7 @@ func (c *Cmd) Start() error {
 			}
 		}
 	}
-	sup.learner = c.Learner
+	sup.learner, sup.asker = c.Learner, c.Asker
 	if c.Profile.Supervisor.Patterns {
 		sup.patterns = patterns.Builtin(patterns.Env{HOME: envLookup(c.Env, "HOME")})
 		sup.decider.decodeAll = true

@@ -54,6 +54,7 @@ type Learner struct {
 	binds    map[string]bool
 	sends    bool                       // sendto/sendmsg with an address, or sendmsg without one
 	values   map[string]map[uint64]bool // stableArgs: the values seen
+	denied   map[string]bool            // refused by the person (--ask), by question key
 }
 
 // NewLearner returns an empty learner.
@@ -176,6 +177,8 @@ type Learned struct {
 	// ArgValues: for the stableArgs calls with few values, the values
 	// allowed (a conditional rule each).
 	ArgValues map[string]map[uint64]bool
+	// What the person refused while learning with --ask.
+	DenyFiles, DenyNet, DenySyscalls map[string]bool
 }
 
 // LearnEnv names the directories learned paths are written relative to.
@@ -189,6 +192,7 @@ func (l *Learner) Result(env LearnEnv) *Learned {
 	defer l.mu.Unlock()
 	out := &Learned{Syscalls: map[string]bool{}, Read: map[string]bool{}, Write: map[string]bool{}, Exec: map[string]bool{},
 		Connect: maps(l.connects), Bind: maps(l.binds), Advisory: map[string]bool{}, ArgValues: map[string]map[uint64]bool{}}
+	defer l.applyDenied(out)
 	for name, vals := range l.values {
 		if len(vals) <= maxStableValues {
 			out.ArgValues[name] = map[uint64]bool{}
@@ -573,6 +577,21 @@ func (l *Learned) WriteProfile(h ProfileHeader) []byte {
 		fmt.Fprintf(&b, "    %q,\n", s)
 	}
 	b.WriteString("]\n")
+	if len(l.DenySyscalls) > 0 {
+		var d []string
+		for k := range l.DenySyscalls {
+			d = append(d, k)
+		}
+		sort.Strings(d)
+		b.WriteString("# Refused while learning (--ask).\ndeny = [")
+		for i, k := range d {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%q", k)
+		}
+		b.WriteString("]\n")
+	}
 	if len(notify) > 0 {
 		b.WriteString("# Handed to the supervisor, which decides them by the rules below:\n")
 		for _, f := range notifyFamilies {
@@ -636,6 +655,9 @@ func (l *Learned) WriteProfile(h ProfileHeader) []byte {
 		// reach the secrets in it: they stay denied (more specific rules
 		// win) unless the command was seen reading them.
 		deny := map[string]bool{}
+		for d := range l.DenyFiles {
+			deny[d] = true
+		}
 		for _, d := range credentialPaths {
 			seen := false
 			for p := range l.Read {
@@ -648,10 +670,11 @@ func (l *Learned) WriteProfile(h ProfileHeader) []byte {
 		b.WriteString("# Secrets the command was not seen reading, kept out of reach of the globs above.\n")
 		writeList("deny", deny)
 	}
-	if len(l.Connect)+len(l.Bind) > 0 {
+	if len(l.Connect)+len(l.Bind)+len(l.DenyNet) > 0 {
 		b.WriteString("\n[network]\n")
 		writeList("connect", l.Connect)
 		writeList("bind", l.Bind)
+		writeList("deny", l.DenyNet)
 	}
 	b.WriteString("\n[supervisor]\n# What no rule above allows is refused.\ndefault = \"deny\"\n")
 	if len(l.Advisory) > 0 {

@@ -36,6 +36,7 @@ type Supervisor struct {
 	canon    canonicalizer
 	patterns *patterns.Engine // nil unless [supervisor] patterns = true
 	learner  *Learner         // learning run: record everything, enforce nothing
+	asker    *Asker           // learn --ask: a person decides new kinds of events
 	dec      *decoder
 	syncWake bool
 	done     chan struct{}
@@ -328,8 +329,27 @@ func (s *Supervisor) learn(n *kernel.Notif, resp *kernel.NotifResp) bool {
 			call = &c
 		}
 	}
-	s.learner.observe(syscallName(n.Data.Nr), n.Data.Args, call)
+	name := syscallName(n.Data.Nr)
 	d := decision{action: profiles.ActionAllow, source: SourceDefault, layer: SourceDefault, rule: "learning"}
+	if s.asker != nil {
+		switch ans, key := s.asker.ask(name, call); ans {
+		case Deny:
+			s.learner.deny(key)
+			d = decision{action: profiles.ActionErrno, errno: 1, source: SourceRule, layer: SourceRule, rule: "refused while learning: " + key}
+			s.stats.count(d, n)
+			if s.events != nil {
+				s.record(n, d, call)
+			}
+			*resp = kernel.NotifResp{ID: n.ID, Error: -int32(unix.EPERM)}
+			return false
+		case AllowOnce:
+			d.rule = "allowed once while learning: " + key
+			s.stats.count(d, n)
+			*resp = kernel.NotifResp{ID: n.ID, Flags: kernel.RespFlagContinue}
+			return false
+		}
+	}
+	s.learner.observe(name, n.Data.Args, call)
 	s.stats.count(d, n)
 	if s.events != nil {
 		s.record(n, d, call)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,6 +22,8 @@ type learnCmd struct {
 	Out     string   `help:"Where to write the learned profile (learning again into an existing file only adds)." required:"" type:"path" placeholder:"FILE"`
 	Merge   []string `help:"Merge learned profiles (CI matrices, replicas) instead of running a command." placeholder:"FILE" sep:"none"`
 	Events  string   `help:"Append a JSON-lines record of every call seen to FILE." type:"path" placeholder:"FILE"`
+	Ask     bool     `help:"Interactive: show each new kind of event (programs started, peers, files outside the system directories, privileged calls) on the terminal and ask: allow once, always, or deny. Answers go into the profile."`
+	AskFrom string   `hidden:"" help:"Read --ask answers from FILE (one per line) instead of the terminal." type:"path"`
 	Command []string `arg:"" optional:"" passthrough:"partial" help:"Command and arguments (after --)."`
 }
 
@@ -67,7 +70,29 @@ func (l *learnCmd) Run(g *Globals, logger *slog.Logger) error {
 		defer f.Close()
 		cmd.Events = f
 	}
-	stop := progress(g, learner)
+	if l.Ask || l.AskFrom != "" {
+		in, out := io.Reader(nil), io.Writer(g.stderr)
+		if l.AskFrom != "" {
+			f, err := os.Open(l.AskFrom)
+			if err != nil {
+				return &exitStatus{code: supervisor.ExitFailure, err: err}
+			}
+			defer f.Close()
+			in = f
+		} else {
+			tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+			if err != nil {
+				return &exitStatus{code: supervisor.ExitFailure, err: fmt.Errorf("learn --ask needs a terminal: %w", err)}
+			}
+			defer tty.Close()
+			in, out = tty, tty
+		}
+		cmd.Asker = supervisor.NewAsker(in, out)
+	}
+	stop := func() {}
+	if cmd.Asker == nil {
+		stop = progress(g, learner) // a progress line would cut into the questions
+	}
 	res, runErr := cmd.Run()
 	stop()
 
