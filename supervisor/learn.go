@@ -578,19 +578,8 @@ func (l *Learned) WriteProfile(h ProfileHeader) []byte {
 	}
 	b.WriteString("]\n")
 	if len(l.DenySyscalls) > 0 {
-		var d []string
-		for k := range l.DenySyscalls {
-			d = append(d, k)
-		}
-		sort.Strings(d)
-		b.WriteString("# Refused while learning (--ask).\ndeny = [")
-		for i, k := range d {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "%q", k)
-		}
-		b.WriteString("]\n")
+		b.WriteString("# Refused while learning (--ask).\n")
+		writeInline(&b, "deny", l.DenySyscalls)
 	}
 	if len(notify) > 0 {
 		b.WriteString("# Handed to the supervisor, which decides them by the rules below:\n")
@@ -678,19 +667,8 @@ func (l *Learned) WriteProfile(h ProfileHeader) []byte {
 	}
 	b.WriteString("\n[supervisor]\n# What no rule above allows is refused.\ndefault = \"deny\"\n")
 	if len(l.Advisory) > 0 {
-		var kinds []string
-		for k := range l.Advisory {
-			kinds = append(kinds, k)
-		}
-		sort.Strings(kinds)
-		b.WriteString("# The command did these; archangel checks them, then the kernel runs them\n# (a thread rewriting the address in between gets around the check).\nadvisory = [")
-		for i, k := range kinds {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "%q", k)
-		}
-		b.WriteString("]\n")
+		b.WriteString("# The command did these; archangel checks them, then the kernel runs them\n# (a thread rewriting the address in between gets around the check).\n")
+		writeInline(&b, "advisory", l.Advisory)
 	}
 	if len(l.Exec) > 0 {
 		b.WriteString("# Exec: the allow-list above is exact paths, which Landlock enforces race-free.\n")
@@ -702,4 +680,21 @@ func (l *Learned) WriteProfile(h ProfileHeader) []byte {
 func canonicalOpenPath(p string, flags uint64) (string, error) {
 	cz := canonicalizer{fresh: true}
 	return cz.open(p, flags)
+}
+
+// writeInline writes key = ["a", "b"] with the set's members sorted.
+func writeInline(b *strings.Builder, key string, set map[string]bool) {
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprintf(b, "%s = [", key)
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(b, "%q", k)
+	}
+	b.WriteString("]\n")
 }
