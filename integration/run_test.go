@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/archangel-sandbox/archangel/internal/kernel"
+	"github.com/archangel-sandbox/archangel/supervisor"
 )
 
 func TestAllowDenyKill(t *testing.T) {
@@ -395,6 +399,66 @@ func TestLearnAsk(t *testing.T) {
 	wantCode(t, r, 0)
 	if strings.Contains(r.stdout, "0\ndone") {
 		t.Fatalf("id ran under the learned profile:\n%s", r.stdout)
+	}
+}
+
+// TestAnalyzerHTTP: calls no rule decides go to a local scoring endpoint
+// within the profile's budget; a late verdict falls back to on_timeout and
+// is cached for the next call of the same kind.
+func TestAnalyzerHTTP(t *testing.T) {
+	requireNotify(t)
+	dir := t.TempDir()
+	for _, f := range []string{"ok", "forbidden", "slow"} {
+		os.WriteFile(filepath.Join(dir, f), []byte("content-of-"+f+"\n"), 0o644)
+	}
+	var mu sync.Mutex
+	asked := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req supervisor.AnalysisRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		mu.Lock()
+		asked[filepath.Base(req.Path)]++
+		mu.Unlock()
+		verdict := "allow"
+		switch filepath.Base(req.Path) {
+		case "forbidden":
+			verdict = "deny"
+		case "slow":
+			time.Sleep(300 * time.Millisecond)
+		}
+		json.NewEncoder(w).Encode(supervisor.AnalysisResponse{Verdict: verdict, Score: 0.5, Reason: "test"})
+	}))
+	defer srv.Close()
+	prof := filepath.Join(dir, "analyzer.toml")
+	os.WriteFile(prof, []byte(fmt.Sprintf(`[profile]
+default = "allow"
+[syscalls]
+notify = ["@open"]
+[supervisor]
+default = "allow"
+[analyzer]
+model = "http"
+endpoint = %q
+budget = "100ms"
+on_timeout = "deny"
+`, srv.URL+"/score")), 0o644)
+	script := fmt.Sprintf("cd %s && cat ok; cat forbidden; cat slow; sleep 0.6; cat slow", dir)
+	r := archangel(t, nil, "run", "-p", prof, "--", "/bin/sh", "-c", script)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "content-of-ok")
+	if strings.Contains(r.stdout, "content-of-forbidden") {
+		t.Fatalf("the analyzer's deny was not enforced:\n%s", r.stdout)
+	}
+	// The first slow one timed out (denied), the second came from the cache.
+	if n := strings.Count(r.stdout, "content-of-slow"); n != 1 {
+		t.Fatalf("slow file read %d times, want 1 (timeout, then the cached allow):\nstdout:\n%s\nstderr:\n%s", n, r.stdout, r.stderr)
+	}
+	wantContains(t, "summary", r.stderr, "analyzer:")
+	wantContains(t, "summary", r.stderr, "timeout")
+	mu.Lock()
+	defer mu.Unlock()
+	if asked["slow"] != 1 {
+		t.Errorf("the slow path was analysed %d times, want once (then cached)", asked["slow"])
 	}
 }
 

@@ -373,7 +373,7 @@ func (c *Cmd) landlockMessage(set *rules.Set, logger *slog.Logger) []byte {
 func (c *Cmd) compileRules() (*rules.Set, error) {
 	p := c.Profile
 	if len(p.Files.Read)+len(p.Files.Write)+len(p.Files.Exec)+len(p.Files.Deny)+
-		len(p.Network.Connect)+len(p.Network.Bind)+len(p.Network.Deny)+len(p.Exec.Rules) == 0 {
+		len(p.Network.Connect)+len(p.Network.Bind)+len(p.Network.Deny)+len(p.Exec.Rules) == 0 && !analysisConfigured(p) {
 		return nil, nil
 	}
 	env := c.Env

@@ -15,10 +15,12 @@ const (
 	SourceCache                   // the decision cache (the layer that filled it is kept too)
 	SourceUndecided               // nothing could decide: fail closed
 	SourcePattern                 // a multi-event behaviour pattern (supervisor/patterns)
+	SourceAnalyzer                // the model tier, within its budget (or from its cache)
+	SourceTimeout                 // the model tier's on_timeout verdict: no verdict within the budget
 	numSources
 )
 
-var sourceNames = [...]string{"rule", "default", "cache", "undecided", "pattern"}
+var sourceNames = [...]string{"rule", "default", "cache", "undecided", "pattern", "analyzer", "timeout"}
 
 func (s Source) String() string {
 	if s >= 0 && int(s) < len(sourceNames) {

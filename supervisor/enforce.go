@@ -63,6 +63,12 @@ func newPathRules(p *profiles.Profile, set *rules.Set) *pathRules {
 	if len(nw.Connect)+len(nw.Bind)+len(nw.Deny) > 0 {
 		r.kinds[analyzer.KindConnect], r.kinds[analyzer.KindBind] = true, true
 	}
+	if analysisConfigured(p) {
+		// The model tier sees every call whose arguments it could judge.
+		for k := analyzer.KindOpen; k <= analyzer.KindChdir; k++ {
+			r.kinds[k] = true
+		}
+	}
 	for k := range r.advisory {
 		r.advisory[k] = slices.Contains(p.Supervisor.Advisory, analyzer.Kind(k).String())
 	}
@@ -142,6 +148,10 @@ func (s *Supervisor) decideCallOnce(c *analyzer.Call) (decision, plan, string) {
 	d := s.decider.def
 	d.nocache = true
 	d.rule = "no [files]/[network]/[exec] rule matched: [supervisor] default"
+	if !v.Matched && s.analysis != nil && !c.Truncated {
+		// No rule speaks: the model tier, within its budget.
+		d = s.analysis.decide(c)
+	}
 	if v.Matched {
 		d = decision{action: v.Action, errno: v.Errno, source: SourceRule, layer: SourceRule, rule: v.Rule, nocache: true}
 		if v.Note != "" {

@@ -37,6 +37,7 @@ type Supervisor struct {
 	patterns *patterns.Engine // nil unless [supervisor] patterns = true
 	learner  *Learner         // learning run: record everything, enforce nothing
 	asker    *Asker           // learn --ask: a person decides new kinds of events
+	analysis *analysisTier    // [analyzer] model tier; nil without one
 	dec      *decoder
 	syncWake bool
 	done     chan struct{}
@@ -58,6 +59,8 @@ func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode
 		done:     make(chan struct{}),
 	}
 	s.decider = newDecider(p, mode, cacheSize(p))
+	s.analysis = newAnalysisTier(p.Analyzer)
+	s.stats.analysis = s.analysis
 	s.dec = newDecoder()
 	if set != nil {
 		s.rules = newPathRules(p, set)

@@ -36,6 +36,7 @@ type Stats struct {
 	sources  [numSources]atomic.Uint64
 	hist     [histBuckets]atomic.Uint64
 	cache    *decisionCache
+	analysis *analysisTier
 	live     liveStats // by source and verdict, busiest, latest denials, rules (stats_recent.go)
 
 	mu       sync.Mutex
@@ -145,14 +146,20 @@ type Snapshot struct {
 	DecisionP99NS  uint64            `json:"decision_p99_ns"`
 	Denied         []DeniedCount     `json:"denied"`
 	HandshakeNS    uint64            `json:"handshake_ns"`
-	Degraded       []string          `json:"degraded"`
-	DecisionCount  uint64            `json:"decision_count"`  // decisions timed
-	DecisionSumNS  uint64            `json:"decision_sum_ns"` // their total time
-	Decisions      []DecisionCount   `json:"decisions"`       // by source and verdict
-	Busiest        []ProcCount       `json:"busiest"`         // top comm by notifications
-	Recent         []Denial          `json:"recent_denials"`  // the latest denials, newest first
-	RulesActive    int               `json:"rules_active"`
-	RulesVersion   uint64            `json:"rules_version"`
+	// The model tier ([analyzer]); zero without one.
+	AnalyzerBudgetNS uint64          `json:"analyzer_budget_ns"`
+	AnalyzerDone     uint64          `json:"analyzer_analyses"`
+	AnalyzerOverruns uint64          `json:"analyzer_overruns"`
+	AnalyzerDeferred uint64          `json:"analyzer_deferred"`
+	AnalyzerFailures uint64          `json:"analyzer_failures"`
+	Degraded         []string        `json:"degraded"`
+	DecisionCount    uint64          `json:"decision_count"`  // decisions timed
+	DecisionSumNS    uint64          `json:"decision_sum_ns"` // their total time
+	Decisions        []DecisionCount `json:"decisions"`       // by source and verdict
+	Busiest          []ProcCount     `json:"busiest"`         // top comm by notifications
+	Recent           []Denial        `json:"recent_denials"`  // the latest denials, newest first
+	RulesActive      int             `json:"rules_active"`
+	RulesVersion     uint64          `json:"rules_version"`
 }
 
 // DeniedCount is one line of the "top denied" table.
@@ -207,6 +214,10 @@ func (s *Stats) Snapshot() Snapshot {
 	out.DecisionP50NS, out.DecisionP99NS = quantile(&counts, total, 0.50), quantile(&counts, total, 0.99)
 	out.DecisionCount = total
 	s.live.fill(&out)
+	if t := s.analysis; t != nil {
+		out.AnalyzerBudgetNS, out.AnalyzerDone = uint64(t.budget.Load()), t.analyzed.Load()
+		out.AnalyzerOverruns, out.AnalyzerDeferred, out.AnalyzerFailures = t.overruns.Load(), t.deferred.Load(), t.failures.Load()
+	}
 	s.mu.Lock()
 	out.Degraded = append([]string{}, s.degraded...)
 	for k, v := range s.denied {
@@ -258,6 +269,10 @@ func (snap Snapshot) WriteSummary(w io.Writer) {
 	fmt.Fprintf(w, "  cache:    %.1f%% hits (%d/%d), %d evictions, capacity %d\n",
 		hitRate, snap.CacheHits, snap.CacheHits+snap.CacheMisses, snap.CacheEvictions, snap.CacheCapacity)
 	fmt.Fprintf(w, "  decision: p50 %s p99 %s; launch handshake %s\n", fmtNS(snap.DecisionP50NS), fmtNS(snap.DecisionP99NS), fmtNS(snap.HandshakeNS))
+	if snap.AnalyzerBudgetNS > 0 {
+		fmt.Fprintf(w, "  analyzer: %d analyses, %d over budget, %d deferred, %d failed; budget now %s\n",
+			snap.AnalyzerDone, snap.AnalyzerOverruns, snap.AnalyzerDeferred, snap.AnalyzerFailures, fmtNS(snap.AnalyzerBudgetNS))
+	}
 	for _, d := range snap.Degraded {
 		fmt.Fprintf(w, "  degraded: %s\n", d)
 	}

@@ -99,7 +99,8 @@ func NotifRecv(listener int, n *Notif) error {
 	return ioctl(listener, unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(n))
 }
 
-// NotifRecvRaw receives one notification with a raw system call: the Go
+// NotifRecvRaw receives one notification (see the comment in the body on
+// why this is no longer a raw system call). Formerly: the Go
 // scheduler is not told the thread blocks, so the thread keeps its P and
 // returns without the exitsyscall hand-off that otherwise puts ~20 µs on
 // the tail of the round trip (../shared/bench/limits: go_raw vs go_locked).
@@ -108,7 +109,11 @@ func NotifRecv(listener int, n *Notif) error {
 // down_interruptible, so it is never restarted): the loop uses that to stop.
 func NotifRecvRaw(listener int, n *Notif) error {
 	*n = Notif{}
-	_, _, e := unix.RawSyscall(unix.SYS_IOCTL, uintptr(listener), uintptr(unix.SECCOMP_IOCTL_NOTIF_RECV), uintptr(unsafe.Pointer(n)))
+	// Not RawSyscall: a goroutine blocked in a raw system call cannot be
+	// stopped by the Go runtime, and on Linux 6.18 the wait restarts after
+	// the preemption signal, so a garbage collection that starts before
+	// the first notification would wait for it forever.
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(listener), uintptr(unix.SECCOMP_IOCTL_NOTIF_RECV), uintptr(unsafe.Pointer(n)))
 	switch e {
 	case 0:
 		return nil
