@@ -77,11 +77,6 @@ func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode
 	if events != nil {
 		s.events = newEventLog(events)
 	}
-	// The receive loop keeps a P while it waits in the kernel; give the
-	// rest of the process (signal forwarding, reaping, the control socket)
-	// the Ps it had. Changing GOMAXPROCS stops the world: do it now, not
-	// while the target waits for the go-ahead.
-	extraProcOnce.Do(func() { runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1) })
 	return s
 }
 
@@ -106,8 +101,6 @@ func cacheSize(p *profiles.Profile) int {
 	}
 	return 4096
 }
-
-var extraProcOnce sync.Once
 
 func (s *Supervisor) start() {
 	go s.loop()
@@ -151,9 +144,8 @@ func (s *Supervisor) stop() {
 	})
 }
 
-// loop receives and answers notifications on one locked OS thread, with
-// raw system calls (kernel.NotifRecvRaw): the thread holds its P while it
-// waits, so newSupervisor adds one to GOMAXPROCS.
+// loop receives and answers notifications on one locked OS thread
+// (kernel.NotifRecvInterruptible, kernel.NotifSendRaw).
 func (s *Supervisor) loop() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -164,7 +156,7 @@ func (s *Supervisor) loop() {
 	var n kernel.Notif
 	var resp kernel.NotifResp
 	for !s.stopping.Load() {
-		err := kernel.NotifRecvRaw(s.listener, &n)
+		err := kernel.NotifRecvInterruptible(s.listener, &n)
 		if err != nil {
 			switch {
 			case err == unix.EINTR:

@@ -99,20 +99,15 @@ func NotifRecv(listener int, n *Notif) error {
 	return ioctl(listener, unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(n))
 }
 
-// NotifRecvRaw receives one notification (see the comment in the body on
-// why this is no longer a raw system call). Formerly: the Go
-// scheduler is not told the thread blocks, so the thread keeps its P and
-// returns without the exitsyscall hand-off that otherwise puts ~20 µs on
-// the tail of the round trip (../shared/bench/limits: go_raw vs go_locked).
-// The receive loop owns a whole P for it. A signal interrupts the wait with
-// unix.EINTR, which this function returns (the kernel's wait is
-// down_interruptible, so it is never restarted): the loop uses that to stop.
-func NotifRecvRaw(listener int, n *Notif) error {
+// NotifRecvInterruptible receives one notification and returns
+// unix.EINTR when a signal interrupts the wait (it is not retried here):
+// the receive loop stops that way. It is an ordinary (not raw) system
+// call: a goroutine blocked in a raw one cannot be stopped by the Go
+// runtime, and on Linux 6.18 the wait restarts after the preemption
+// signal, so a garbage collection that starts before the first
+// notification would wait for it forever.
+func NotifRecvInterruptible(listener int, n *Notif) error {
 	*n = Notif{}
-	// Not RawSyscall: a goroutine blocked in a raw system call cannot be
-	// stopped by the Go runtime, and on Linux 6.18 the wait restarts after
-	// the preemption signal, so a garbage collection that starts before
-	// the first notification would wait for it forever.
 	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(listener), uintptr(unix.SECCOMP_IOCTL_NOTIF_RECV), uintptr(unsafe.Pointer(n)))
 	switch e {
 	case 0:
@@ -123,8 +118,9 @@ func NotifRecvRaw(listener int, n *Notif) error {
 	return e
 }
 
-// NotifSendRaw answers a notification with a raw system call (see
-// NotifRecvRaw); EINTR is retried.
+// NotifSendRaw answers a notification with a raw system call: it never
+// blocks for long, and skipping the scheduler's bookkeeping keeps it off
+// the round trip's tail. EINTR is retried.
 func NotifSendRaw(listener int, r *NotifResp) error {
 	for {
 		_, _, e := unix.RawSyscall(unix.SYS_IOCTL, uintptr(listener), uintptr(unix.SECCOMP_IOCTL_NOTIF_SEND), uintptr(unsafe.Pointer(r)))
