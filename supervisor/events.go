@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -37,6 +39,16 @@ type Event struct {
 	Path2 string   `json:"path2,omitempty"`
 	Addr  string   `json:"addr,omitempty"`
 	Argv  []string `json:"argv,omitempty"`
+	Flags uint64   `json:"flags,omitempty"` // open flags, or the call's flags argument
+	FMode uint32   `json:"fmode,omitempty"` // creation mode after umask
+
+	// Who made it, for notifications archangel decoded.
+	TID   int    `json:"tid,omitempty"`
+	PPID  int    `json:"ppid,omitempty"`
+	Exe   string `json:"exe,omitempty"`
+	UID   uint32 `json:"uid"`
+	EUID  uint32 `json:"euid"`
+	Trunc bool   `json:"truncated,omitempty"`
 }
 
 type eventLog struct {
@@ -93,9 +105,14 @@ func (s *Supervisor) record(n *kernel.Notif, d decision, c *analyzer.Call) {
 	}
 	if c != nil {
 		e.Kind, e.Path, e.Path2, e.Argv = c.Kind.String(), c.Path, c.Path2, c.Argv
+		e.Flags, e.FMode, e.Trunc = c.Flags, c.Mode, c.Truncated
+		e.TID, e.PPID, e.Exe, e.UID, e.EUID = c.Process.TID, c.Process.PPID, c.Process.Exe, c.Process.UID, c.Process.EUID
 		if c.Addr != nil {
 			e.Addr = addrText(c.Addr)
 		}
+	}
+	if c == nil && s.events != nil {
+		e.Exe, _ = os.Readlink("/proc/" + strconv.Itoa(int(n.PID)) + "/exe")
 	}
 	if s.events != nil {
 		s.events.write(&e)
