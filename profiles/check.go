@@ -12,9 +12,16 @@ func checkProfile(p *Profile, l *layer, errs *errList) {
 	checkLauncher(p, errs)
 	checkFamilies(p, l.file, errs)
 	checkIOUring(p, errs)
-	if p.Analyzer.Model == "http" && p.Analyzer.Endpoint == "" {
+	switch {
+	case p.Analyzer.Model == "http" && p.Analyzer.Endpoint == "":
 		errs.add(l.modelPos, "set analyzer.endpoint to a loopback URL, e.g. \"http://127.0.0.1:8900/v1/score\"",
 			"analyzer.model = \"http\" needs an endpoint")
+	case p.Analyzer.Model == "chat" && p.Analyzer.Endpoint == "":
+		errs.add(l.modelPos, "set analyzer.endpoint to a local OpenAI-compatible server, e.g. \"http://127.0.0.1:8080/v1/chat/completions\"",
+			"analyzer.model = \"chat\" needs an endpoint")
+	case p.Analyzer.Model == "chat" && p.Analyzer.ChatModel == "":
+		errs.add(l.modelPos, "set analyzer.chat_model to the name the server knows the model by, e.g. \"qwen2.5-7b-instruct\"",
+			"analyzer.model = \"chat\" needs chat_model")
 	}
 }
 

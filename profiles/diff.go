@@ -148,6 +148,9 @@ func Diff(a, b *Profile) []Change {
 	if aa.Endpoint != ab.Endpoint {
 		add("analyzer", "endpoint", "%q → %q", aa.Endpoint, ab.Endpoint)
 	}
+	if aa.ChatModel != ab.ChatModel {
+		add("analyzer", "chat_model", "%q → %q", aa.ChatModel, ab.ChatModel)
+	}
 	order := map[string]int{"profile": 0, "syscalls": 1, "files.read": 2, "files.write": 3, "files.exec": 4, "files.deny": 5,
 		"network.connect": 6, "network.bind": 7, "network.deny": 8, "exec.rule": 9, "supervisor": 10, "analyzer": 11}
 	slices.SortStableFunc(out, func(x, y Change) int {

@@ -327,6 +327,9 @@ func (l *layer) overlay(d *layer) {
 	if d.endpoint != nil {
 		l.endpoint, l.endPos = d.endpoint, d.endPos
 	}
+	if d.chatModel != nil {
+		l.chatModel = d.chatModel
+	}
 	for _, s := range d.sources {
 		if !slices.Contains(l.sources, s) {
 			l.sources = append(l.sources, s)
@@ -401,13 +404,16 @@ func (l *layer) profile() *Profile {
 		p.Analyzer.Model = *l.model
 	}
 	if l.budget != nil {
-		p.Analyzer.Budget = *l.budget
+		p.Analyzer.Budget, p.Analyzer.BudgetSet = *l.budget, true
 	}
 	if l.onTimeout != nil {
-		p.Analyzer.OnTimeout = *l.onTimeout
+		p.Analyzer.OnTimeout, p.Analyzer.OnTimeoutSet = *l.onTimeout, true
 	}
 	if l.endpoint != nil {
 		p.Analyzer.Endpoint = *l.endpoint
+	}
+	if l.chatModel != nil {
+		p.Analyzer.ChatModel = *l.chatModel
 	}
 	return p
 }

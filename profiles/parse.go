@@ -54,6 +54,7 @@ type layer struct {
 	onTimeout *Action
 	endpoint  *string
 	endPos    Pos
+	chatModel *string
 
 	sources []string
 }
@@ -1054,17 +1055,17 @@ func (p *docParser) supervisor(l *layer, t map[string]any) {
 	}
 }
 
-var analyzerKeys = []string{"model", "budget", "on_timeout", "endpoint"}
+var analyzerKeys = []string{"model", "budget", "on_timeout", "endpoint", "chat_model"}
 
 // AnalyzerModels are the accepted [analyzer] model values.
-var AnalyzerModels = []string{"builtin", "none", "http"}
+var AnalyzerModels = []string{"builtin", "none", "http", "chat"}
 
 func (p *docParser) analyzer(l *layer, t map[string]any) {
 	const at = "analyzer"
 	p.checkKeys(t, at, analyzerKeys)
 	if it, ok := p.str(t, at, "model"); ok {
 		if !slices.Contains(AnalyzerModels, it.text) {
-			p.errs.add(it.pos, "", "analyzer.model: unknown model %q (want builtin, none or http)%s", it.text, didYouMeanSuffix(it.text, AnalyzerModels))
+			p.errs.add(it.pos, "", "analyzer.model: unknown model %q (want builtin, none, http or chat)%s", it.text, didYouMeanSuffix(it.text, AnalyzerModels))
 		} else {
 			l.model, l.modelPos = &it.text, it.pos
 		}
@@ -1091,6 +1092,9 @@ func (p *docParser) analyzer(l *layer, t map[string]any) {
 			}
 		}
 		l.endpoint, l.endPos = &it.text, it.pos
+	}
+	if it, ok := p.str(t, at, "chat_model"); ok {
+		l.chatModel = &it.text
 	}
 }
 

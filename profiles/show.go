@@ -229,14 +229,17 @@ func writeTOML(w io.Writer, p *Profile, header []string) error {
 	if a.Model != "" {
 		tw.line("model = %s", tomlQuote(a.Model))
 	}
-	if a.Budget > 0 {
+	if a.Budget > 0 && a.BudgetSet {
 		tw.line("budget = %s", tomlQuote(strings.ReplaceAll(a.Budget.String(), "µ", "u")))
 	}
-	if a.OnTimeout != ActionUnset {
+	if a.OnTimeout != ActionUnset && a.OnTimeoutSet {
 		tw.line("on_timeout = %s", tomlQuote(a.OnTimeout.String()))
 	}
 	if a.Endpoint != "" {
 		tw.line("endpoint = %s", tomlQuote(a.Endpoint))
+	}
+	if a.ChatModel != "" {
+		tw.line("chat_model = %s", tomlQuote(a.ChatModel))
 	}
 	_, err := w.Write(tw.b.Bytes())
 	return err

@@ -169,10 +169,16 @@ type Supervisor struct {
 
 // Analyzer configures the model tier (see the analyzer package).
 type Analyzer struct {
-	Model     string        // "builtin", "none", "http"
+	Model     string        // "builtin", "none", "http", "chat"
 	Budget    time.Duration //
 	OnTimeout Action        //
-	Endpoint  string        // for "http"
+	Endpoint  string        // for "http" and "chat"
+	ChatModel string        // for "chat": the model name sent to the endpoint
+
+	// BudgetSet and OnTimeoutSet report that a profile file set budget or
+	// on_timeout; otherwise the global configuration's values apply
+	// (ApplyConfig).
+	BudgetSet, OnTimeoutSet bool
 }
 
 // Profile is a loaded, validated and resolved profile: extends already

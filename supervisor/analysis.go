@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,36 +24,71 @@ import (
 // the same kind. The budget adapts: halved after sustained overruns,
 // doubled (up to twice the configured one) while analyses keep inside it.
 //
-// Models: "http" posts the decoded call as JSON to a local endpoint (the
-// scoring API below); "builtin" and "none" put nothing to a model yet
-// (the [supervisor] default decides).
+// Models ([analyzer] model):
+//
+//   - "builtin": the embedded per-event risk model (analyzer/risk), a
+//     calibrated probability that the call is hostile; at or above the
+//     model's threshold the call is denied. It runs on the receive thread:
+//     a score takes microseconds, so there is nothing to hand off, and an
+//     analysis that still took longer than the budget counts as an overrun
+//     (its verdict, being ready, is used).
+//   - "http": the decoded call is posted as JSON to a local endpoint (the
+//     scoring API below).
+//   - "chat": the decoded call is put to a local OpenAI-compatible chat
+//     completions endpoint (llama.cpp's server, vLLM, Ollama...) with
+//     the instructions in chatSystemPrompt; the reply's content must be the
+//     scoring API's JSON answer.
+//   - "none": no model; the [supervisor] default decides.
+//
+// Remote models (http, chat) run on their own goroutine; the receive
+// thread waits at most the budget. Their failures (connection refused,
+// HTTP errors, unparsable answers) are counted and answered like a
+// timeout, never waited on.
 //
 // Scoring API: POST the JSON of AnalysisRequest; answer 200 with
 // {"verdict": "allow"|"deny", "score": 0.0-1.0, "reason": "..."}.
-// Anything else counts as a failure and falls back like a timeout.
 
-// AnalysisRequest is what the http model receives.
+// AnalysisRequest is what the http and chat models receive.
 type AnalysisRequest struct {
-	Syscall string   `json:"syscall"`
-	Kind    string   `json:"kind"`
-	Path    string   `json:"path,omitempty"`
-	Addr    string   `json:"addr,omitempty"`
-	Argv    []string `json:"argv,omitempty"`
-	Exe     string   `json:"exe"`
-	Comm    string   `json:"comm"`
-	PID     int      `json:"pid"`
+	Syscall string    `json:"syscall"`
+	Kind    string    `json:"kind"`
+	Args    [6]uint64 `json:"args"`
+	Path    string    `json:"path,omitempty"`
+	Path2   string    `json:"path2,omitempty"`
+	Flags   uint64    `json:"flags,omitempty"`
+	Addr    string    `json:"addr,omitempty"`
+	Argv    []string  `json:"argv,omitempty"`
+	Exe     string    `json:"exe"`
+	Comm    string    `json:"comm"`
+	PID     int       `json:"pid"`
+	PPID    int       `json:"ppid"`
+	UID     uint32    `json:"uid"`
+	EUID    uint32    `json:"euid"`
 }
 
-// AnalysisResponse is what the http model answers.
+// AnalysisResponse is what the http model answers (and what the chat
+// model's reply content holds).
 type AnalysisResponse struct {
 	Verdict string  `json:"verdict"`
 	Score   float64 `json:"score"`
 	Reason  string  `json:"reason"`
 }
 
+// remoteModel asks a model outside archangel for a verdict.
+type remoteModel interface {
+	ask(ctx context.Context, req *AnalysisRequest) (AnalysisResponse, error)
+	describe() string
+}
+
+// localModel scores in process, fast enough for the receive thread.
+type localModel interface {
+	decide(c *analyzer.Call) decision
+}
+
 type analysisTier struct {
-	endpoint  string
-	client    *http.Client
+	model     string // [analyzer] model
+	local     localModel
+	remote    remoteModel
 	configBud time.Duration
 	budget    atomic.Int64 // ns, the budget in force
 	onTimeout decision
@@ -60,22 +98,56 @@ type analysisTier struct {
 	pending map[string]bool
 
 	overruns, deferred, failures, analyzed atomic.Uint64
-	streakOver, streakIn                   int // on the receive thread only
+	hist                                   [histBuckets]atomic.Uint64 // time to a verdict (or to on_timeout), ns
+	streakOver, streakIn                   int                        // on the receive thread only
 }
 
 const maxAnalysisCache = 4096
 
+// remoteTimeout bounds one remote analysis that has already overrun its
+// budget: it goes on in the background until then, for the cache.
+const remoteTimeout = 5 * time.Second
+
 // analysisConfigured reports whether p puts undecided calls to a model.
 func analysisConfigured(p *profiles.Profile) bool {
-	return p.Analyzer.Model == "http" && p.Analyzer.Endpoint != ""
+	switch p.Analyzer.Model {
+	case "builtin":
+		return true
+	case "http", "chat":
+		return p.Analyzer.Endpoint != ""
+	}
+	return false
 }
 
-func newAnalysisTier(a profiles.Analyzer) *analysisTier {
-	if a.Model != "http" || a.Endpoint == "" {
-		return nil
+// newAnalysisTier returns the tier for a, or nil when a puts nothing to a
+// model. An error means the model cannot be used: the launch fails rather
+// than run with a weaker profile.
+func newAnalysisTier(a profiles.Analyzer) (*analysisTier, error) {
+	t := &analysisTier{model: a.Model, configBud: a.Budget, cache: map[string]decision{}, pending: map[string]bool{}}
+	client := &http.Client{Timeout: remoteTimeout}
+	switch a.Model {
+	case "builtin":
+		m, err := newRiskModel()
+		if err != nil {
+			return nil, fmt.Errorf("analyzer: builtin model: %w", err)
+		}
+		if m == nil {
+			return nil, nil
+		}
+		t.local = m
+	case "http":
+		if a.Endpoint == "" {
+			return nil, nil
+		}
+		t.remote = &scoringModel{endpoint: a.Endpoint, client: client}
+	case "chat":
+		if a.Endpoint == "" {
+			return nil, nil
+		}
+		t.remote = &chatModel{endpoint: a.Endpoint, model: a.ChatModel, client: client}
+	default:
+		return nil, nil
 	}
-	t := &analysisTier{endpoint: a.Endpoint, client: &http.Client{Timeout: 5 * time.Second}, configBud: a.Budget,
-		cache: map[string]decision{}, pending: map[string]bool{}}
 	if t.configBud <= 0 {
 		t.configBud = profiles.DefaultBudget
 	}
@@ -86,15 +158,19 @@ func newAnalysisTier(a profiles.Analyzer) *analysisTier {
 	}
 	t.onTimeout = decision{action: act, errno: profiles.Errno(1), source: SourceTimeout, layer: SourceTimeout, nocache: true,
 		rule: "analyzer: no verdict within the budget: [analyzer] on_timeout"}
-	return t
+	return t, nil
 }
 
 // analysisKey is the kind of call a verdict is cached for: who (the
-// executable), what (the call) and on what (path or address).
+// executable), what (the call) and on what (path or address; for a call
+// with no pointer argument, its scalar arguments).
 func analysisKey(c *analyzer.Call) string {
 	what := c.Path
-	if c.Addr != nil {
+	switch {
+	case c.Addr != nil:
 		what = endpointText(c.Addr)
+	case c.Kind == analyzer.KindOther:
+		what = fmt.Sprintf("%x", c.Args)
 	}
 	return c.Process.Exe + "\x00" + c.Name + "\x00" + what
 }
@@ -102,6 +178,24 @@ func analysisKey(c *analyzer.Call) string {
 // decide returns the model's verdict for c, or on_timeout when none is
 // ready within the budget (the analysis goes on and is cached).
 func (t *analysisTier) decide(c *analyzer.Call) decision {
+	start := time.Now()
+	d := t.decideTimed(c)
+	t.hist[histIndex(uint64(time.Since(start)))].Add(1)
+	return d
+}
+
+func (t *analysisTier) decideTimed(c *analyzer.Call) decision {
+	if t.local != nil {
+		start := time.Now()
+		d := t.local.decide(c)
+		t.analyzed.Add(1)
+		if time.Since(start) > time.Duration(t.budget.Load()) {
+			t.overrun()
+		} else {
+			t.inBudget()
+		}
+		return d
+	}
 	key := analysisKey(c)
 	t.mu.Lock()
 	if d, ok := t.cache[key]; ok {
@@ -117,13 +211,10 @@ func (t *analysisTier) decide(c *analyzer.Call) decision {
 		t.deferred.Add(1)
 		return t.onTimeout
 	}
-	req := AnalysisRequest{Syscall: c.Name, Kind: c.Kind.String(), Path: c.Path, Argv: c.Argv, Exe: c.Process.Exe, Comm: c.Process.Comm, PID: c.Process.PID}
-	if c.Addr != nil {
-		req.Addr = endpointText(c.Addr)
-	}
+	req := requestOf(c)
 	done := make(chan decision, 1)
 	go func() {
-		d, ok := t.ask(req)
+		d, ok := t.askRemote(req)
 		t.mu.Lock()
 		delete(t.pending, key)
 		if ok {
@@ -151,30 +242,37 @@ func (t *analysisTier) decide(c *analyzer.Call) decision {
 	}
 }
 
-func (t *analysisTier) ask(req AnalysisRequest) (decision, bool) {
-	body, _ := json.Marshal(req)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+// seed puts a verdict into the tier's cache before the run, as if an
+// analysis had returned it (a learned verdict from the profile overlay).
+func (t *analysisTier) seed(key string, d decision) {
+	t.mu.Lock()
+	if len(t.cache) < maxAnalysisCache {
+		t.cache[key] = d
+	}
+	t.mu.Unlock()
+}
+
+func requestOf(c *analyzer.Call) *AnalysisRequest {
+	p := &c.Process
+	req := &AnalysisRequest{Syscall: c.Name, Kind: c.Kind.String(), Args: c.Args, Path: c.Path, Path2: c.Path2, Flags: c.Flags,
+		Argv: c.Argv, Exe: p.Exe, Comm: p.Comm, PID: p.PID, PPID: p.PPID, UID: p.UID, EUID: p.EUID}
+	if c.Addr != nil {
+		req.Addr = endpointText(c.Addr)
+	}
+	return req
+}
+
+func (t *analysisTier) askRemote(req *AnalysisRequest) (decision, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout)
 	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint, bytes.NewReader(body))
+	ar, err := t.remote.ask(ctx, req)
 	if err != nil {
-		t.failures.Add(1)
-		return decision{}, false
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := t.client.Do(hreq)
-	if err != nil {
-		t.failures.Add(1)
-		return decision{}, false
-	}
-	defer resp.Body.Close()
-	var ar AnalysisResponse
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&ar) != nil {
 		t.failures.Add(1)
 		return decision{}, false
 	}
 	t.analyzed.Add(1)
 	d := decision{source: SourceAnalyzer, layer: SourceAnalyzer, nocache: true,
-		rule: fmt.Sprintf("analyzer %s: %s (score %.2f: %s)", t.endpoint, ar.Verdict, ar.Score, ar.Reason)}
+		rule: fmt.Sprintf("analyzer %s: %s (score %.2f: %s)", t.remote.describe(), ar.Verdict, ar.Score, ar.Reason)}
 	switch ar.Verdict {
 	case "allow":
 		d.action = profiles.ActionAllow
@@ -185,6 +283,118 @@ func (t *analysisTier) ask(req AnalysisRequest) (decision, bool) {
 		return decision{}, false
 	}
 	return d, true
+}
+
+// scoringModel is model = "http": archangel's own scoring API.
+type scoringModel struct {
+	endpoint string
+	client   *http.Client
+}
+
+func (m *scoringModel) describe() string { return m.endpoint }
+
+func (m *scoringModel) ask(ctx context.Context, req *AnalysisRequest) (AnalysisResponse, error) {
+	var ar AnalysisResponse
+	body, _ := json.Marshal(req)
+	if err := postJSON(ctx, m.client, m.endpoint, body, &ar); err != nil {
+		return ar, err
+	}
+	return ar, nil
+}
+
+// chatModel is model = "chat": an OpenAI-compatible chat completions
+// endpoint. The call goes as the user message, in JSON; the instructions
+// ask for the scoring API's JSON answer and nothing else. A reply wrapped
+// in prose or a code fence is accepted when it holds exactly one JSON
+// object with a valid verdict.
+type chatModel struct {
+	endpoint string
+	model    string
+	client   *http.Client
+}
+
+const chatSystemPrompt = `You are the analyzer of archangel, a Linux system-call sandbox. ` +
+	`A sandboxed program made the system call described by the JSON the user sends; no rule of its profile decided it. ` +
+	`Decide whether to allow it. Deny what looks like credential theft, privilege escalation, persistence, ` +
+	`sandbox escape, a reverse shell, downloading and running code, or tampering with other processes; allow ordinary program behaviour. ` +
+	`Answer with one JSON object and nothing else: {"verdict": "allow" or "deny", "score": risk from 0.0 to 1.0, "reason": "one short sentence"}.`
+
+type chatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type chatRequest struct {
+	Model          string        `json:"model"`
+	Messages       []chatMessage `json:"messages"`
+	Temperature    float64       `json:"temperature"`
+	MaxTokens      int           `json:"max_tokens"`
+	ResponseFormat *struct {
+		Type string `json:"type"`
+	} `json:"response_format,omitempty"`
+}
+
+type chatResponse struct {
+	Choices []struct {
+		Message chatMessage `json:"message"`
+	} `json:"choices"`
+}
+
+func (m *chatModel) describe() string { return "chat " + m.model }
+
+func (m *chatModel) ask(ctx context.Context, req *AnalysisRequest) (AnalysisResponse, error) {
+	call, _ := json.Marshal(req)
+	cr := chatRequest{Model: m.model, Temperature: 0, MaxTokens: 200, Messages: []chatMessage{
+		{Role: "system", Content: chatSystemPrompt},
+		{Role: "user", Content: string(call)},
+	}}
+	cr.ResponseFormat = &struct {
+		Type string `json:"type"`
+	}{Type: "json_object"}
+	body, _ := json.Marshal(cr)
+	var resp chatResponse
+	if err := postJSON(ctx, m.client, m.endpoint, body, &resp); err != nil {
+		return AnalysisResponse{}, err
+	}
+	if len(resp.Choices) == 0 {
+		return AnalysisResponse{}, errors.New("chat: no choices in the reply")
+	}
+	return parseChatVerdict(resp.Choices[0].Message.Content)
+}
+
+// parseChatVerdict reads the scoring API's answer out of a chat reply:
+// the content itself, or the one {...} object inside it.
+func parseChatVerdict(content string) (AnalysisResponse, error) {
+	var ar AnalysisResponse
+	s := strings.TrimSpace(content)
+	if i, j := strings.IndexByte(s, '{'), strings.LastIndexByte(s, '}'); i >= 0 && j > i {
+		s = s[i : j+1]
+	}
+	if err := json.Unmarshal([]byte(s), &ar); err != nil {
+		return ar, fmt.Errorf("chat: reply is not the verdict JSON: %w", err)
+	}
+	if ar.Verdict != "allow" && ar.Verdict != "deny" {
+		return ar, fmt.Errorf("chat: verdict %q is neither allow nor deny", ar.Verdict)
+	}
+	return ar, nil
+}
+
+func postJSON(ctx context.Context, client *http.Client, url string, body []byte, out any) error {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(hreq)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out)
 }
 
 // overrun and inBudget adapt the budget (receive thread only).

@@ -209,7 +209,10 @@ func (c *Cmd) Start() error {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
 	landlock := c.landlockMessage(set, logger)
-	sup := newSupervisor(c.Profile, c.Program, c.Mode, logger, c.Events, set)
+	sup, err := newSupervisor(c.Profile, c.Program, c.Mode, logger, c.Events, set)
+	if err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
 	if sup.rules != nil {
 		sup.rules.landlockExec = c.landlockExec
 		if sup.rules.kinds[analyzer.KindConnect] {

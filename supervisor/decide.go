@@ -53,6 +53,7 @@ type decider struct {
 	eval      *filter.Evaluator
 	paths     *pathRules // nil: the profile has no [files]/[network]/[exec] rules
 	decodeAll bool       // patterns watch every notified call: decode them all
+	analysis  bool       // a model decides notified calls no rule decides: decode them for it
 	mode      profiles.Mode
 	cache     *decisionCache
 	def       decision
@@ -101,7 +102,7 @@ func (d *decider) decideUncached(n *kernel.Notif) decision {
 		if r, ok := relationVerdict(n); ok {
 			return r
 		}
-		if d.decodeAll || d.paths.needsCall(n.Data.Nr) {
+		if d.decodeAll || d.analysis || d.paths.needsCall(n.Data.Nr) {
 			return decision{pointer: true, nocache: true, layer: SourceRule}
 		}
 		return d.def

@@ -48,7 +48,7 @@ type Supervisor struct {
 
 // newSupervisor prepares everything that does not need the listener, so
 // that the launch handshake (listener received → go-ahead) stays short.
-func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode, logger *slog.Logger, events io.Writer, set *rules.Set) *Supervisor {
+func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode, logger *slog.Logger, events io.Writer, set *rules.Set) (*Supervisor, error) {
 	s := &Supervisor{
 		listener: -1,
 		profile:  p,
@@ -59,8 +59,13 @@ func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode
 		done:     make(chan struct{}),
 	}
 	s.decider = newDecider(p, mode, cacheSize(p))
-	s.analysis = newAnalysisTier(p.Analyzer)
+	tier, err := newAnalysisTier(p.Analyzer)
+	if err != nil {
+		return nil, err
+	}
+	s.analysis = tier
 	s.stats.analysis = s.analysis
+	s.decider.analysis = tier != nil
 	s.dec = newDecoder()
 	if set != nil {
 		s.rules = newPathRules(p, set)
@@ -77,7 +82,7 @@ func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode
 	if events != nil {
 		s.events = newEventLog(events)
 	}
-	return s
+	return s, nil
 }
 
 // attach takes the listener and configures it.
@@ -219,9 +224,15 @@ func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) bool {
 				layer: SourceUndecided, rule: "decode: " + err.Error(), nocache: true}
 		default:
 			call = &c
-			if s.rules != nil && s.rules.needsCall(n.Data.Nr) {
+			switch {
+			case s.rules != nil && s.rules.needsCall(n.Data.Nr):
 				d, pl, canonical = s.decideCall(call)
-			} else {
+			case s.analysis != nil && call.Kind == analyzer.KindOther:
+				// No pointer argument and no rule: the model decides on
+				// the scalar arguments and the caller, so CONTINUE stays
+				// safe for an allow.
+				d = s.analysis.decide(call)
+			default:
 				d = s.decider.def
 				d.nocache = true
 			}

@@ -152,6 +152,9 @@ type Snapshot struct {
 	AnalyzerOverruns uint64          `json:"analyzer_overruns"`
 	AnalyzerDeferred uint64          `json:"analyzer_deferred"`
 	AnalyzerFailures uint64          `json:"analyzer_failures"`
+	AnalyzerModel    string          `json:"analyzer_model,omitempty"`
+	AnalyzerP50NS    uint64          `json:"analyzer_p50_ns"` // time to the tier's verdict (or on_timeout)
+	AnalyzerP99NS    uint64          `json:"analyzer_p99_ns"`
 	Degraded         []string        `json:"degraded"`
 	DecisionCount    uint64          `json:"decision_count"`  // decisions timed
 	DecisionSumNS    uint64          `json:"decision_sum_ns"` // their total time
@@ -217,6 +220,14 @@ func (s *Stats) Snapshot() Snapshot {
 	if t := s.analysis; t != nil {
 		out.AnalyzerBudgetNS, out.AnalyzerDone = uint64(t.budget.Load()), t.analyzed.Load()
 		out.AnalyzerOverruns, out.AnalyzerDeferred, out.AnalyzerFailures = t.overruns.Load(), t.deferred.Load(), t.failures.Load()
+		out.AnalyzerModel = t.model
+		var ac [histBuckets]uint64
+		var at uint64
+		for i := range t.hist {
+			ac[i] = t.hist[i].Load()
+			at += ac[i]
+		}
+		out.AnalyzerP50NS, out.AnalyzerP99NS = quantile(&ac, at, 0.50), quantile(&ac, at, 0.99)
 	}
 	s.mu.Lock()
 	out.Degraded = append([]string{}, s.degraded...)
@@ -270,8 +281,9 @@ func (snap Snapshot) WriteSummary(w io.Writer) {
 		hitRate, snap.CacheHits, snap.CacheHits+snap.CacheMisses, snap.CacheEvictions, snap.CacheCapacity)
 	fmt.Fprintf(w, "  decision: p50 %s p99 %s; launch handshake %s\n", fmtNS(snap.DecisionP50NS), fmtNS(snap.DecisionP99NS), fmtNS(snap.HandshakeNS))
 	if snap.AnalyzerBudgetNS > 0 {
-		fmt.Fprintf(w, "  analyzer: %d analyses, %d over budget, %d deferred, %d failed; budget now %s\n",
-			snap.AnalyzerDone, snap.AnalyzerOverruns, snap.AnalyzerDeferred, snap.AnalyzerFailures, fmtNS(snap.AnalyzerBudgetNS))
+		fmt.Fprintf(w, "  analyzer: %s, %d analyses (p50 %s p99 %s), %d over budget, %d deferred, %d failed; budget now %s\n",
+			snap.AnalyzerModel, snap.AnalyzerDone, fmtNS(snap.AnalyzerP50NS), fmtNS(snap.AnalyzerP99NS),
+			snap.AnalyzerOverruns, snap.AnalyzerDeferred, snap.AnalyzerFailures, fmtNS(snap.AnalyzerBudgetNS))
 	}
 	for _, d := range snap.Degraded {
 		fmt.Fprintf(w, "  degraded: %s\n", d)

@@ -23,6 +23,7 @@ import (
 type Globals struct {
 	LogLevel  string `help:"Diagnostics level on stderr: debug, info, warn, error." default:"warn" enum:"debug,info,warn,error"`
 	LogFormat string `help:"Diagnostics format: text or json." default:"text" enum:"text,json"`
+	Config    string `help:"Machine-wide configuration: [analyzer] budget and on_timeout for profiles that leave them unset (default: /etc/archangel/config.toml when it exists)." type:"path" placeholder:"FILE"`
 
 	stdout, stderr io.Writer
 }
@@ -136,6 +137,11 @@ func (r *runCmd) Run(g *Globals, logger *slog.Logger) error {
 	if err != nil {
 		return &exitStatus{code: supervisor.ExitFailure, err: err}
 	}
+	cfg, err := profiles.LoadConfig(g.Config)
+	if err != nil {
+		return &exitStatus{code: supervisor.ExitFailure, err: err}
+	}
+	p.ApplyConfig(cfg)
 	mode := p.Mode
 	if r.Mode != "" {
 		if err := mode.UnmarshalText([]byte(r.Mode)); err != nil {
