@@ -62,10 +62,11 @@
 //	patterns = false                  # multi-event behaviour patterns (supervisor/patterns)
 //
 //	[analyzer]
-//	model = "builtin"                 # builtin | none | http
+//	model = "builtin"                 # builtin | none | http | chat
 //	budget = "100us"                  # Go duration, > 0
 //	on_timeout = "deny"               # allow | deny | kill
-//	endpoint = ""                     # for http: an http(s) URL on a loopback address
+//	endpoint = ""                     # for http and chat: an http(s) URL on a loopback address
+//	chat_model = ""                   # for chat: the model name the server knows
 //
 // Values: actions are allow, deny (alias errno), kill, log, notify. Errnos
 // are Linux names ("EPERM", "ENOSYS", "EWOULDBLOCK"...) or numbers 1..4095,

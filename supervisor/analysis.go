@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,6 +66,10 @@ type AnalysisRequest struct {
 	PPID    int       `json:"ppid"`
 	UID     uint32    `json:"uid"`
 	EUID    uint32    `json:"euid"`
+	// ParentExe is the caller's parent's executable; Wrote reports that
+	// this run created or wrote Path earlier.
+	ParentExe string `json:"parent_exe,omitempty"`
+	Wrote     bool   `json:"wrote,omitempty"`
 }
 
 // AnalysisResponse is what the http model answers (and what the chat
@@ -82,7 +88,13 @@ type remoteModel interface {
 
 // localModel scores in process, fast enough for the receive thread.
 type localModel interface {
-	decide(c *analyzer.Call) decision
+	decide(c *analyzer.Call, f *callFacts) decision
+}
+
+// callFacts is what the tier knows about a call beyond the call itself.
+type callFacts struct {
+	ParentExe string // the caller's parent's executable; "" if unknown
+	Wrote     bool   // the call's path was created or opened for writing earlier in this run
 }
 
 type analysisTier struct {
@@ -96,6 +108,12 @@ type analysisTier struct {
 	mu      sync.Mutex
 	cache   map[string]decision // by analysisKey; bounded
 	pending map[string]bool
+
+	// What the sandboxed tree wrote (allowed creates, writes, renames'
+	// targets), bounded; and parents' executables by PID. Receive thread
+	// only.
+	written    map[string]struct{}
+	parentExes map[int]string
 
 	overruns, deferred, failures, analyzed atomic.Uint64
 	hist                                   [histBuckets]atomic.Uint64 // time to a verdict (or to on_timeout), ns
@@ -123,7 +141,8 @@ func analysisConfigured(p *profiles.Profile) bool {
 // model. An error means the model cannot be used: the launch fails rather
 // than run with a weaker profile.
 func newAnalysisTier(a profiles.Analyzer) (*analysisTier, error) {
-	t := &analysisTier{model: a.Model, configBud: a.Budget, cache: map[string]decision{}, pending: map[string]bool{}}
+	t := &analysisTier{model: a.Model, configBud: a.Budget, cache: map[string]decision{}, pending: map[string]bool{},
+		written: map[string]struct{}{}, parentExes: map[int]string{}}
 	client := &http.Client{Timeout: remoteTimeout}
 	switch a.Model {
 	case "builtin":
@@ -187,7 +206,8 @@ func (t *analysisTier) decide(c *analyzer.Call) decision {
 func (t *analysisTier) decideTimed(c *analyzer.Call) decision {
 	if t.local != nil {
 		start := time.Now()
-		d := t.local.decide(c)
+		f := t.facts(c)
+		d := t.local.decide(c, &f)
 		t.analyzed.Add(1)
 		if time.Since(start) > time.Duration(t.budget.Load()) {
 			t.overrun()
@@ -212,6 +232,8 @@ func (t *analysisTier) decideTimed(c *analyzer.Call) decision {
 		return t.onTimeout
 	}
 	req := requestOf(c)
+	f := t.facts(c)
+	req.ParentExe, req.Wrote = f.ParentExe, f.Wrote
 	done := make(chan decision, 1)
 	go func() {
 		d, ok := t.askRemote(req)
@@ -240,6 +262,43 @@ func (t *analysisTier) decideTimed(c *analyzer.Call) decision {
 		t.overrun()
 		return t.onTimeout
 	}
+}
+
+// maxWritten bounds the set of written paths the tier remembers.
+const maxWritten = 8192
+
+// noteAllowed records what an allowed call wrote, for callFacts.Wrote.
+func (t *analysisTier) noteAllowed(c *analyzer.Call) {
+	if c.Access&analyzer.AccessWrite == 0 || c.Path == "" {
+		return
+	}
+	if len(t.written) >= maxWritten {
+		clear(t.written)
+	}
+	p := c.Path
+	if c.Kind == analyzer.KindRename && c.Path2 != "" {
+		p = c.Path2
+	}
+	t.written[p] = struct{}{}
+}
+
+func (t *analysisTier) facts(c *analyzer.Call) callFacts {
+	var f callFacts
+	if c.Path != "" {
+		_, f.Wrote = t.written[c.Path]
+	}
+	if pp := c.Process.PPID; pp > 0 {
+		exe, ok := t.parentExes[pp]
+		if !ok {
+			exe, _ = os.Readlink("/proc/" + strconv.Itoa(pp) + "/exe")
+			if len(t.parentExes) >= 1024 {
+				clear(t.parentExes)
+			}
+			t.parentExes[pp] = exe
+		}
+		f.ParentExe = exe
+	}
+	return f
 }
 
 // seed puts a verdict into the tier's cache before the run, as if an

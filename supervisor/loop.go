@@ -238,6 +238,9 @@ func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) bool {
 			}
 		}
 	}
+	if s.analysis != nil && call != nil && (d.action == profiles.ActionAllow || d.action == profiles.ActionLog) {
+		s.analysis.noteAllowed(call)
+	}
 	if s.patterns != nil && call != nil {
 		if m, ok := s.observe(call, d); ok {
 			d, pl = m, planContinue

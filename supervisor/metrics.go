@@ -264,4 +264,14 @@ func writeMetrics(w io.Writer, st Status) {
 	metricSingle(w, "archangel_rules_version", "gauge", "Version of the active rule set.", float64(st.RulesVersion))
 	metricSingle(w, "archangel_targets", "gauge", "Processes below the supervisor.", float64(st.Targets))
 	metricSingle(w, "archangel_handshake_seconds", "gauge", "Duration of the launch handshake.", float64(st.HandshakeNS)/nsPerS)
+	if st.AnalyzerModel != "" {
+		metricSingle(w, "archangel_analyzer_analyses_total", "counter", "Analyses the model tier completed.", float64(st.AnalyzerDone))
+		metricSingle(w, "archangel_analyzer_overruns_total", "counter", "Analyses that ran past the budget (answered with on_timeout, or late for an in-process model).", float64(st.AnalyzerOverruns))
+		metricSingle(w, "archangel_analyzer_deferred_total", "counter", "Calls answered with on_timeout while the same analysis was still running.", float64(st.AnalyzerDeferred))
+		metricSingle(w, "archangel_analyzer_failures_total", "counter", "Analyses that failed (unreachable model, bad answer) and fell back to on_timeout.", float64(st.AnalyzerFailures))
+		metricSingle(w, "archangel_analyzer_budget_seconds", "gauge", "The analysis budget in force.", float64(st.AnalyzerBudgetNS)/nsPerS)
+		metricFamily(w, "archangel_analyzer_seconds", "summary", "Time from asking the model tier to its verdict (or to on_timeout).")
+		metricSample(w, "archangel_analyzer_seconds", float64(st.AnalyzerP50NS)/nsPerS, "quantile", "0.5")
+		metricSample(w, "archangel_analyzer_seconds", float64(st.AnalyzerP99NS)/nsPerS, "quantile", "0.99")
+	}
 }
