@@ -5,7 +5,7 @@ BIN     := bin/archangel
 PKGS    := ./...
 export CGO_ENABLED := 1
 
-.PHONY: all setup build static demo test test-short bench fuzz vet clean
+.PHONY: all setup build static demo test test-short bench fuzz vet clean riskdata
 
 all: build
 
@@ -35,6 +35,12 @@ bench: setup
 
 fuzz: setup
 	$(GO) test -run '^$$' -fuzz FuzzParseProfile -fuzztime 30s ./profiles
+
+# The risk model's dataset (real workloads and scripted techniques on
+# loopback, as root) and its embedded weights, retrained on it.
+riskdata: setup
+	bash scripts/riskdata/generate.sh
+	$(GO) test ./analyzer/risk -run TestEmbeddedModelIsTrained -update
 
 clean:
 	rm -rf bin

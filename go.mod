@@ -9,3 +9,5 @@ require (
 )
 
 require github.com/seccomp/libseccomp-golang v0.11.1
+
+require github.com/cilium/ebpf v0.22.0

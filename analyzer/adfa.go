@@ -203,6 +203,8 @@ type ADFAReport struct {
 	Normals     int `json:"normals"`
 	Attacks     int `json:"attacks"`
 	TrainTraces int `json:"train_traces"`
+
+	GRU *GRUReport `json:"gru,omitempty"` // with EvalOptions.Model = ModelGRU
 }
 
 // ChosenConfig is the configuration the evaluation settled on.
@@ -223,6 +225,9 @@ type EvalOptions struct {
 	Bootstrap  int   // resamples for the AUC interval; default 1000
 	NoLatency  bool  // skip per-event timing
 	ProgressTo io.Writer
+
+	Model   EvalModel   // ModelGRU adds the GRU LM and the ensemble (gru_eval.go)
+	GRUGrid []GRUConfig // GRU settings to try; default DefaultGRUGrid()
 }
 
 // EvalADFA runs the protocol of archangel's analyzer issue on d:
@@ -405,6 +410,11 @@ func EvalADFA(d *ADFA, opt EvalOptions) (*ADFAReport, error) {
 	r.AUCDedup, r.DedupNormals, r.DedupAttacks = AUC(dn, da), len(dn), len(da)
 
 	r.Variants = ablation(m, d, r.AUC)
+	if opt.Model == ModelGRU {
+		if r.GRU, err = evalGRU(d, m, opt, progress); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
 }
 
@@ -623,11 +633,16 @@ func mean(x []float64) float64 {
 // RunADFAEval loads the ADFA-LD directory dir, runs EvalADFA and writes
 // the report to w: a table, or with asJSON one JSON object.
 func RunADFAEval(dir string, w io.Writer, asJSON bool) error {
+	return RunADFAEvalOptions(dir, w, asJSON, EvalOptions{})
+}
+
+// RunADFAEvalOptions is RunADFAEval with options.
+func RunADFAEvalOptions(dir string, w io.Writer, asJSON bool, opt EvalOptions) error {
 	d, err := LoadADFA(dir)
 	if err != nil {
 		return err
 	}
-	r, err := EvalADFA(d, EvalOptions{})
+	r, err := EvalADFA(d, opt)
 	if err != nil {
 		return err
 	}
@@ -679,5 +694,8 @@ func (r *ADFAReport) WriteTable(w io.Writer) error {
 	for _, v := range r.Variants {
 		fmt.Fprintf(tw, "%s\t%.4f\t\n", v.Name, v.AUC)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil || r.GRU == nil {
+		return err
+	}
+	return r.GRU.WriteTable(w, r.Chosen.HeldOutNLL)
 }

@@ -3,10 +3,13 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -97,5 +100,82 @@ on_timeout = "deny"
 	ev, _ := os.ReadFile(events)
 	if !strings.Contains(string(ev), `"source":"analyzer"`) || !strings.Contains(string(ev), "test says no") {
 		t.Errorf("events name no analyzer verdict:\n%s", ev)
+	}
+}
+
+// TestAnalyzerBuiltin runs the embedded risk model on real processes: a
+// python reverse shell (connect to a local listener, dup2 onto 0/1/2,
+// exec a shell) is refused at its exec, while ordinary execs of the same
+// job run; in [analyzer] mode = "audit" the same shell runs and the
+// summary counts what the model would have denied.
+func TestAnalyzerBuiltin(t *testing.T) {
+	requireNotify(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				c.Write([]byte("echo reverse-shell-ran\nexit\n"))
+				io.Copy(io.Discard, c)
+				c.Close()
+			}()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	dir := t.TempDir()
+	profile := func(mode string) string {
+		p := filepath.Join(dir, mode+".toml")
+		os.WriteFile(p, []byte(fmt.Sprintf(`[profile]
+default = "allow"
+[syscalls]
+notify = ["@exec"]
+[supervisor]
+default = "allow"
+advisory = ["exec"]
+[analyzer]
+model = "builtin"
+mode = %q
+on_timeout = "deny"
+`, mode)), 0o644)
+		return p
+	}
+	script := fmt.Sprintf(`import os, socket, subprocess
+print(subprocess.run(["/bin/echo", "ordinary-exec-ran"], capture_output=True, text=True).stdout.strip())
+s = socket.create_connection(("127.0.0.1", %d))
+pid = os.fork()
+if pid == 0:
+    for fd in (0, 1, 2):
+        os.dup2(s.fileno(), fd)
+    try:
+        os.execv("/bin/sh", ["sh", "-i"])
+    except OSError as e:
+        os.write(3, b"exec refused %%d\n" %% e.errno)
+        os._exit(1)
+_, status = os.waitpid(pid, 0)
+print("shell status", status)
+`, port)
+	// The refused exec reports through fd 3, a copy of the original stdout.
+	wrapper := "exec 3>&1; exec /usr/bin/python3 -c \"$1\""
+	r := archangel(t, nil, "run", "-p", profile("enforce"), "--", "/bin/sh", "-c", wrapper, "sh", script)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "ordinary-exec-ran")
+	wantContains(t, "stdout", r.stdout, "exec refused 1")
+	wantContains(t, "summary", r.stderr, "analyzer builtin: risk")
+
+	r = archangel(t, nil, "run", "-p", profile("audit"), "--", "/bin/sh", "-c", wrapper, "sh", script)
+	wantCode(t, r, 0)
+	if strings.Contains(r.stdout, "exec refused") {
+		t.Errorf("mode audit refused the exec:\n%s", r.stdout)
+	}
+	wantContains(t, "stdout", r.stdout, "shell status 0")
+	if !regexp.MustCompile(`mode audit: [1-9][0-9]* calls the model would deny`).MatchString(r.stderr) {
+		t.Errorf("summary does not count the audited denial:\n%s", r.stderr)
 	}
 }

@@ -238,3 +238,17 @@ func BenchmarkLaunch(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkAnalyzedStat: a notified newfstatat that no rule decides, put
+// to the builtin risk model on every call: the end-to-end decision time
+// of an analyzed event, to hold against the 100 µs budget and against
+// BenchmarkPathCheck (the same call decided by a rule).
+func BenchmarkAnalyzedStat(b *testing.B) {
+	var p50s, p99s []float64
+	for b.Loop() {
+		p50, p99, _ := benchVictim(b, []string{"-p", testdata("analyzed.toml")}, victim("statloop", "20000", "/etc/hostname"))
+		p50s, p99s = append(p50s, p50), append(p99s, p99)
+	}
+	b.ReportMetric(median(p50s), "p50-ns")
+	b.ReportMetric(median(p99s), "p99-ns")
+}

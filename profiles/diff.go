@@ -148,6 +148,9 @@ func Diff(a, b *Profile) []Change {
 	if aa.Endpoint != ab.Endpoint {
 		add("analyzer", "endpoint", "%q → %q", aa.Endpoint, ab.Endpoint)
 	}
+	if aa.Audit != ab.Audit {
+		add("analyzer", "mode", "audit %t → %t", aa.Audit, ab.Audit)
+	}
 	if aa.ChatModel != ab.ChatModel {
 		add("analyzer", "chat_model", "%q → %q", aa.ChatModel, ab.ChatModel)
 	}

@@ -63,6 +63,7 @@
 //
 //	[analyzer]
 //	model = "builtin"                 # builtin | none | http | chat
+//	mode = "enforce"                  # enforce | audit: carry the model's verdicts out, or only record them
 //	budget = "100us"                  # Go duration, > 0
 //	on_timeout = "deny"               # allow | deny | kill
 //	endpoint = ""                     # for http and chat: an http(s) URL on a loopback address
@@ -83,7 +84,7 @@
 //
 // Defaults when no profile in the chain sets them: default = "deny" with
 // EPERM, mode = "enforce", io_uring = false, supervisor.default = "deny"
-// (fail closed) with EPERM, analyzer model "builtin", budget 100us,
+// (fail closed) with EPERM, analyzer model "none" (mode enforce), budget 100us,
 // on_timeout "deny".
 //
 // # Rule semantics
@@ -101,7 +102,7 @@
 // in order and the first whose conditions all hold decides; otherwise the
 // unconditional action (from the lists, or the profile default) applies.
 // Conditional rules with different verdicts on one syscall must be
-// provably disjoint: each a single op = "eq" test of the same argument with
+// provably disjoint: each with an op = "eq" test of the same argument, with
 // different values; anything else is "overlapping argument rules with
 // different actions".
 //
@@ -148,4 +149,60 @@
 // values are all found in one pass instead of stopping at the first
 // UnmarshalText error; the enum types' UnmarshalText methods supply the
 // value messages.
+//
+// # Learned overlay
+//
+// The supervisor's model tier decides notified calls no rule decides. Its
+// verdicts are evidence: the supervisor (supervisor.OverlayWriter) merges
+// them into the profile's learned overlay, a TOML file next to a profile
+// file (app.toml -> app.learned.toml) or, for a profile found by name, in
+// StateDir (NAME.learned.toml). LoadOverlay and ApplyOverlay compile it at
+// the next launch: scalar verdicts into the kernel filter (conditional
+// rules ahead of the profile's own, Rule.Learned set), verdicts on a path
+// or an address into Profile.Learned, which the supervisor answers ahead
+// of the model.
+//
+//	[overlay]
+//	profile = "app"                   # the profile it belongs to
+//
+//	[[rule]]                          # compiled at launch
+//	syscall = "personality"
+//	verdict = "deny"                  # allow | deny
+//	errno = "EPERM"                   # with deny (default EPERM)
+//	args = [{ index = 0, value = 0 }] # every scalar argument, exactly
+//	count = 12                        # calls decided with this verdict
+//	runs = 2                          # runs that reached it (>= MinEvidenceRuns)
+//	first_seen = "2026-11-25T09:00:00Z"
+//	last_seen = "2026-11-26T01:02:03Z"
+//	source = "analyzer"               # analyzer | ask
+//	seen_in = ["/usr/bin/python3"]    # scalar verdicts: where the calls came from
+//
+//	[[rule]]
+//	syscall = "openat"
+//	verdict = "allow"
+//	exe = "/usr/bin/cat"              # path and address verdicts hold for one executable
+//	path = "/srv/data/report.txt"     # or addr = "127.0.0.1:8080" / "unix:/run/x.sock"
+//	access = "read"                   # read | write | read+write: exactly as asked
+//	count = 4
+//	runs = 2
+//
+//	[[pending]]                       # evidence from fewer runs: not compiled
+//	[[refused]]                       # reason = "...": flipped or not allowed; not compiled
+//
+// A learned rule is never wider than its evidence: a scalar rule names
+// every scalar argument of the call (ScalarArgs, from the kernel's own
+// parameter lists) with op eq, a path or address rule one executable, one
+// exact path or address and the access asked for. It needs the same
+// verdict in MinEvidenceRuns runs (one run gives one analysis: the model
+// tier caches its verdict for the rest of the run), or one answer from a
+// person (source "ask"); a verdict that flips is moved to [[refused]],
+// where further evidence only accumulates. No overlay may allow a call of
+// @mount, @module, @reboot, @swap, @raw-io, @clock, @cpu-emulation,
+// @obsolete, @keyring or @io-uring, nor kexec_*, bpf, perf_event_open,
+// userfaultfd, ptrace or process_vm_* (DangerousReason), nor a credential
+// path (CredentialPaths, ${HOME} standing for any directory). A rule that
+// contradicts the profile (a rule or the default decides the call, and
+// otherwise) is refused. At load time each of these is an error naming
+// overlay file:line:col, never a weaker filter; `archangel run
+// --no-learned` runs without the overlay.
 package profiles

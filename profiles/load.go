@@ -42,7 +42,7 @@ const (
 	DefaultAction           = ActionErrno // [profile] default
 	DefaultErrno      Errno = 1           // EPERM, for every errno not set
 	DefaultBudget           = 100 * time.Microsecond
-	DefaultModel            = "builtin"
+	DefaultModel            = "none"
 	DefaultOnTimeout        = ActionErrno
 	DefaultSupervisor       = ActionErrno // fail closed: an undecided notification is denied
 )
@@ -330,6 +330,9 @@ func (l *layer) overlay(d *layer) {
 	if d.chatModel != nil {
 		l.chatModel = d.chatModel
 	}
+	if d.modelAudit != nil {
+		l.modelAudit = d.modelAudit
+	}
 	for _, s := range d.sources {
 		if !slices.Contains(l.sources, s) {
 			l.sources = append(l.sources, s)
@@ -414,6 +417,9 @@ func (l *layer) profile() *Profile {
 	}
 	if l.chatModel != nil {
 		p.Analyzer.ChatModel = *l.chatModel
+	}
+	if l.modelAudit != nil {
+		p.Analyzer.Audit = *l.modelAudit
 	}
 	return p
 }

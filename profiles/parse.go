@@ -48,13 +48,14 @@ type layer struct {
 	advisory      *[]string
 	patterns      *bool
 
-	model     *string
-	modelPos  Pos
-	budget    *time.Duration
-	onTimeout *Action
-	endpoint  *string
-	endPos    Pos
-	chatModel *string
+	model      *string
+	modelPos   Pos
+	budget     *time.Duration
+	onTimeout  *Action
+	endpoint   *string
+	endPos     Pos
+	chatModel  *string
+	modelAudit *bool
 
 	sources []string
 }
@@ -674,8 +675,8 @@ func (p *docParser) argValue(t map[string]any, at, key string) (uint64, bool) {
 }
 
 // checkOverlap reports conditional rules with different verdicts that may
-// match the same call: only one equality test on the same argument with
-// different values is provably disjoint.
+// match the same call: rules are provably disjoint when they test one
+// argument for equality with different values.
 func (p *docParser) checkOverlap(conds []Rule) {
 	for j := range conds {
 		for i := range j {
@@ -707,9 +708,17 @@ func verdictText(r Rule) string {
 	return map[Action]string{ActionAllow: "allows", ActionKill: "kills", ActionLog: "logs", ActionNotify: "notifies"}[r.Action]
 }
 
+// disjoint: some argument must equal one value in a and another in b
+// (learned rules, ApplyOverlay, test every scalar argument for equality).
 func disjoint(a, b []ArgCond) bool {
-	return len(a) == 1 && len(b) == 1 && a[0].Op == OpEq && b[0].Op == OpEq &&
-		a[0].Index == b[0].Index && a[0].Value != b[0].Value
+	for _, x := range a {
+		for _, y := range b {
+			if x.Op == OpEq && y.Op == OpEq && x.Index == y.Index && x.Value != y.Value {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ---- [files], [exec] ----
@@ -1055,7 +1064,7 @@ func (p *docParser) supervisor(l *layer, t map[string]any) {
 	}
 }
 
-var analyzerKeys = []string{"model", "budget", "on_timeout", "endpoint", "chat_model"}
+var analyzerKeys = []string{"model", "mode", "budget", "on_timeout", "endpoint", "chat_model"}
 
 // AnalyzerModels are the accepted [analyzer] model values.
 var AnalyzerModels = []string{"builtin", "none", "http", "chat"}
@@ -1095,6 +1104,15 @@ func (p *docParser) analyzer(l *layer, t map[string]any) {
 	}
 	if it, ok := p.str(t, at, "chat_model"); ok {
 		l.chatModel = &it.text
+	}
+	if it, ok := p.str(t, at, "mode"); ok {
+		switch it.text {
+		case "enforce", "audit":
+			audit := it.text == "audit"
+			l.modelAudit = &audit
+		default:
+			p.errs.add(it.pos, "enforce carries the model's verdicts out; audit only records them", "analyzer.mode: unknown mode %q (want enforce or audit)", it.text)
+		}
 	}
 }
 

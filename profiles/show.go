@@ -118,6 +118,9 @@ func writeTOML(w io.Writer, p *Profile, header []string) error {
 		tw.line("%s = [", key)
 		for _, r := range rs {
 			tw.line("    # %s", ruleOrigin(r))
+			if r.Learned != nil {
+				tw.line("    # learned: %s", r.Learned.Summary())
+			}
 			tw.names(r.Syscalls)
 		}
 		tw.line("]")
@@ -125,6 +128,9 @@ func writeTOML(w io.Writer, p *Profile, header []string) error {
 	for _, r := range append(conds, extra...) {
 		tw.line("")
 		tw.line("# %s", ruleOrigin(r))
+		if r.Learned != nil {
+			tw.line("# learned: %s", r.Learned.Summary())
+		}
 		if len(r.Args) == 1 && r.Args[0] == alwaysTrue {
 			tw.line("# (always true: [syscalls] has one deny errno, %s)", denyErrno)
 		}
@@ -150,6 +156,8 @@ func writeTOML(w io.Writer, p *Profile, header []string) error {
 		}
 		tw.line("args = [%s]", strings.Join(args, ", "))
 	}
+
+	writeLearned(tw, p.Learned)
 
 	f := p.Files
 	if len(f.Read)+len(f.Write)+len(f.Exec)+len(f.Deny) > 0 {
@@ -238,11 +246,29 @@ func writeTOML(w io.Writer, p *Profile, header []string) error {
 	if a.Endpoint != "" {
 		tw.line("endpoint = %s", tomlQuote(a.Endpoint))
 	}
+	if a.Audit {
+		tw.line("mode = \"audit\"")
+	}
 	if a.ChatModel != "" {
 		tw.line("chat_model = %s", tomlQuote(a.ChatModel))
 	}
 	_, err := w.Write(tw.b.Bytes())
 	return err
+}
+
+// writeLearned lists the overlay's path and address verdicts as comments:
+// the supervisor answers them ahead of the model, so they have no TOML form
+// in a profile.
+func writeLearned(tw *tomlWriter, vs []LearnedVerdict) {
+	if len(vs) == 0 {
+		return
+	}
+	tw.line("")
+	tw.line("# Learned verdicts on paths and addresses, answered by the supervisor ahead of the model:")
+	for _, v := range vs {
+		tw.line("#   %s %s", v.verdictText(), v.What())
+		tw.line("#     learned: %s (%s)", v.Summary(), posText(v.Pos))
+	}
 }
 
 type tomlWriter struct{ b bytes.Buffer }

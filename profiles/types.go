@@ -80,6 +80,7 @@ type Rule struct {
 	Source   string    // "syscalls.allow", "syscalls.rule[2]", "profile.default", ...
 	Profile  string    // the profile (in an extends chain) that wrote it
 	Entry    string    // the list entry as written ("@file-system", "openat"); "" for syscalls.rule
+	Learned  *Evidence // set for a rule compiled from the learned overlay (overlay.go)
 }
 
 // SyscallPolicy is the resolved policy of one system call: the conditional
@@ -174,6 +175,10 @@ type Analyzer struct {
 	OnTimeout Action        //
 	Endpoint  string        // for "http" and "chat"
 	ChatModel string        // for "chat": the model name sent to the endpoint
+	// Audit: the model's verdicts are recorded (events, summary, stats)
+	// but not carried out; the [supervisor] default decides. A shadow
+	// run for a model, the way profile.mode = "audit" is for a profile.
+	Audit bool
 
 	// BudgetSet and OnTimeoutSet report that a profile file set budget or
 	// on_timeout; otherwise the global configuration's values apply
@@ -202,4 +207,10 @@ type Profile struct {
 	Exec       Exec
 	Supervisor Supervisor
 	Analyzer   Analyzer
+
+	// Learned holds the overlay's verdicts on pointer arguments (a path or
+	// an address, for one executable), which the supervisor answers
+	// before asking the model; the overlay's scalar verdicts are in Rules
+	// (Rule.Learned set). Empty without an overlay (ApplyOverlay).
+	Learned []LearnedVerdict
 }

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/archangel-sandbox/archangel/analyzer"
 	"github.com/archangel-sandbox/archangel/profiles"
 )
@@ -67,9 +69,11 @@ type AnalysisRequest struct {
 	UID     uint32    `json:"uid"`
 	EUID    uint32    `json:"euid"`
 	// ParentExe is the caller's parent's executable; Wrote reports that
-	// this run created or wrote Path earlier.
-	ParentExe string `json:"parent_exe,omitempty"`
-	Wrote     bool   `json:"wrote,omitempty"`
+	// this run created or wrote Path earlier; StdioSocket that the
+	// caller's stdin, stdout or stderr is a socket (exec calls only).
+	ParentExe   string `json:"parent_exe,omitempty"`
+	Wrote       bool   `json:"wrote,omitempty"`
+	StdioSocket bool   `json:"stdio_socket,omitempty"`
 }
 
 // AnalysisResponse is what the http model answers (and what the chat
@@ -95,6 +99,10 @@ type localModel interface {
 type callFacts struct {
 	ParentExe string // the caller's parent's executable; "" if unknown
 	Wrote     bool   // the call's path was created or opened for writing earlier in this run
+	// StdioSocket: the caller's descriptor 0, 1 or 2 is a socket (the
+	// shape of a reverse shell; inetd-style services too). Read for exec
+	// calls only: three readlinks.
+	StdioSocket bool
 }
 
 type analysisTier struct {
@@ -104,6 +112,8 @@ type analysisTier struct {
 	configBud time.Duration
 	budget    atomic.Int64 // ns, the budget in force
 	onTimeout decision
+	audit     bool     // [analyzer] mode = "audit": record verdicts, let def decide
+	def       decision // the [supervisor] default
 
 	mu      sync.Mutex
 	cache   map[string]decision // by analysisKey; bounded
@@ -115,9 +125,9 @@ type analysisTier struct {
 	written    map[string]struct{}
 	parentExes map[int]string
 
-	overruns, deferred, failures, analyzed atomic.Uint64
-	hist                                   [histBuckets]atomic.Uint64 // time to a verdict (or to on_timeout), ns
-	streakOver, streakIn                   int                        // on the receive thread only
+	overruns, deferred, failures, analyzed, wouldDeny atomic.Uint64
+	hist                                              [histBuckets]atomic.Uint64 // time to a verdict (or to on_timeout), ns
+	streakOver, streakIn                              int                        // on the receive thread only
 }
 
 const maxAnalysisCache = 4096
@@ -140,8 +150,8 @@ func analysisConfigured(p *profiles.Profile) bool {
 // newAnalysisTier returns the tier for a, or nil when a puts nothing to a
 // model. An error means the model cannot be used: the launch fails rather
 // than run with a weaker profile.
-func newAnalysisTier(a profiles.Analyzer) (*analysisTier, error) {
-	t := &analysisTier{model: a.Model, configBud: a.Budget, cache: map[string]decision{}, pending: map[string]bool{},
+func newAnalysisTier(a profiles.Analyzer, def decision) (*analysisTier, error) {
+	t := &analysisTier{model: a.Model, configBud: a.Budget, audit: a.Audit, def: def, cache: map[string]decision{}, pending: map[string]bool{},
 		written: map[string]struct{}{}, parentExes: map[int]string{}}
 	client := &http.Client{Timeout: remoteTimeout}
 	switch a.Model {
@@ -200,7 +210,25 @@ func (t *analysisTier) decide(c *analyzer.Call) decision {
 	start := time.Now()
 	d := t.decideTimed(c)
 	t.hist[histIndex(uint64(time.Since(start)))].Add(1)
+	if t.audit {
+		return t.audited(d)
+	}
 	return d
+}
+
+// audited turns the model's verdict into a record of it: the [supervisor]
+// default decides, and the rule text says what the model would have done.
+func (t *analysisTier) audited(d decision) decision {
+	out := t.def
+	out.nocache = true
+	switch d.action {
+	case profiles.ActionErrno, profiles.ActionKill:
+		t.wouldDeny.Add(1)
+		out.rule = "[supervisor] default; analyzer (mode audit) would deny: " + d.rule
+	default:
+		out.rule = "[supervisor] default; analyzer (mode audit): " + d.rule
+	}
+	return out
 }
 
 func (t *analysisTier) decideTimed(c *analyzer.Call) decision {
@@ -233,7 +261,7 @@ func (t *analysisTier) decideTimed(c *analyzer.Call) decision {
 	}
 	req := requestOf(c)
 	f := t.facts(c)
-	req.ParentExe, req.Wrote = f.ParentExe, f.Wrote
+	req.ParentExe, req.Wrote, req.StdioSocket = f.ParentExe, f.Wrote, f.StdioSocket
 	done := make(chan decision, 1)
 	go func() {
 		d, ok := t.askRemote(req)
@@ -298,7 +326,22 @@ func (t *analysisTier) facts(c *analyzer.Call) callFacts {
 		}
 		f.ParentExe = exe
 	}
+	if c.Kind == analyzer.KindExec {
+		f.StdioSocket = stdioSocket(c.Process.PID)
+	}
 	return f
+}
+
+// stdioSocket reports whether descriptor 0, 1 or 2 of pid is a socket.
+func stdioSocket(pid int) bool {
+	var buf [64]byte
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
+	for _, fd := range [...]string{"0", "1", "2"} {
+		if n, err := unix.Readlink(dir+fd, buf[:]); err == nil && strings.HasPrefix(string(buf[:n]), "socket:[") {
+			return true
+		}
+	}
+	return false
 }
 
 // seed puts a verdict into the tier's cache before the run, as if an

@@ -81,6 +81,19 @@ type Cmd struct {
 	// Asker, with Learner, puts each new kind of event to a person.
 	Asker *Asker
 
+	// SeqRecorder, when set, records each thread's whole syscall stream
+	// from the syscall tap for training sequence models (learn);
+	// SeqModels, when set, scores each thread's stream with them (run).
+	// See seqtap.go for the role in each mode.
+	SeqRecorder *SeqRecorder
+	SeqModels   *SeqModels
+
+	// Overlay, when set, records the model tier's verdicts of this run as
+	// evidence for the profile's learned overlay (learned.go); Close it
+	// after Wait to write the file. The overlay's own verdicts come in
+	// with Profile (profiles.ApplyOverlay).
+	Overlay *OverlayWriter
+
 	// ForwardSignals, when set, relays SIGINT, SIGTERM, SIGHUP and SIGQUIT
 	// received by this process to the target.
 	ForwardSignals bool
@@ -102,6 +115,7 @@ type Cmd struct {
 	wd             *watchdog
 	landlockExec   bool        // the exec allow-list is enforced by Landlock
 	servers        []io.Closer // control socket, metrics endpoint (startServers)
+	seq            *seqFeeder  // the syscall tap feeding the sequence model (seqtap.go), or nil
 }
 
 // Command returns a Cmd that runs name with args under prog. A name
@@ -227,6 +241,9 @@ func (c *Cmd) Start() error {
 		sup.patterns = patterns.Builtin(patterns.Env{HOME: envLookup(c.Env, "HOME")})
 		sup.decider.decodeAll = true
 	}
+	if err := sup.startLearned(c.Overlay); err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
 	stdin, stdout, stderr := orStd(c.Stdin, os.Stdin), orStd(c.Stdout, os.Stdout), orStd(c.Stderr, os.Stderr)
 	attr := &syscall.SysProcAttr{
 		// The target dies with the supervisor: nothing runs unsupervised.
@@ -251,6 +268,7 @@ func (c *Cmd) Start() error {
 		c.cg, c.wd = cg, wd
 		attr.UseCgroupFD, attr.CgroupFD = true, cg.fd
 	}
+	c.startSeqTap(sup)
 	argv := append([]string{shim, ShimArg, c.Path}, c.Args...)
 	proc, err := os.StartProcess(shim, argv, &os.ProcAttr{
 		Dir:   c.Dir,
@@ -265,6 +283,7 @@ func (c *Cmd) Start() error {
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("start launcher shim: %w", err)}
 	}
 	c.proc, c.pid = proc, proc.Pid
+	c.runSeqTap()
 
 	listener, err := c.handshake(sock, scm, landlock)
 	if err != nil {
@@ -289,6 +308,9 @@ func (c *Cmd) Start() error {
 		sup.stats.Degrade(d)
 	}
 	sup.start()
+	if c.Overlay != nil {
+		c.Overlay.start(sup.done)
+	}
 	if c.servers, err = startServers(c.ControlSocket, c.MetricsAddr, sup.stats.Snapshot, logger); err != nil {
 		_ = proc.Kill()
 		sup.stop()
@@ -591,6 +613,7 @@ func (c *Cmd) endTree() {
 }
 
 func (c *Cmd) removeTree() {
+	c.stopSeqTap() // the tree is dead: every record is in the ring buffer
 	if c.cg != nil {
 		c.cg.remove()
 		c.cg = nil

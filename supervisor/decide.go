@@ -17,10 +17,11 @@ const (
 	SourcePattern                 // a multi-event behaviour pattern (supervisor/patterns)
 	SourceAnalyzer                // the model tier, within its budget (or from its cache)
 	SourceTimeout                 // the model tier's on_timeout verdict: no verdict within the budget
+	SourceLearned                 // a verdict the model reached in earlier runs (the profile's learned overlay, learned.go)
 	numSources
 )
 
-var sourceNames = [...]string{"rule", "default", "cache", "undecided", "pattern", "analyzer", "timeout"}
+var sourceNames = [...]string{"rule", "default", "cache", "undecided", "pattern", "analyzer", "timeout", "learned"}
 
 func (s Source) String() string {
 	if s >= 0 && int(s) < len(sourceNames) {

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
-	"time"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/archangel-sandbox/archangel/analyzer"
+	"github.com/archangel-sandbox/archangel/internal/kernel"
 )
 
 // Bounds of the identity cache: one entry per thread and per process seen
@@ -60,20 +61,17 @@ type procKey struct {
 }
 
 type threadID struct {
-	stat    int     // open /proc/TID/stat, or -1
-	start   uint64  // the thread's own start time
-	proc    procKey // its thread group
-	last    procStat
-	checked time.Time // when last was read
+	stat  int     // open /proc/TID/stat, or -1
+	start uint64  // the thread's own start time
+	proc  procKey // its thread group
 }
 
-// identityFresh is how long a thread's /proc/TID/stat, once read, is
-// trusted without reading it again. A TID can only name another task
-// after the kernel's PID counter has wrapped around pid_max (32768 at the
-// least), which takes far more than this many forks; what may go stale
-// inside the window is only PPID after a reparenting and Comm after
-// PR_SET_NAME, both informational.
-const identityFresh = 50 * time.Millisecond
+// A thread's /proc/TID/stat is read again (pread on the descriptor kept
+// open) for every notification: an execve the profile lets through without
+// notifying changes the memory layout it holds, and the exe must follow at
+// once, since rules and the model key on it. The credentials in procInfo
+// can still go stale when a setuid-family call is not notified; what acts
+// with them (the emulated open) reads them afresh (procCache.creds).
 
 type procInfo struct {
 	p  analyzer.Process // PID, Exe, ExeIno, UID, EUID, GID, Cgroup
@@ -123,11 +121,7 @@ func (c *procCache) dropThread(tid int) {
 func (c *procCache) lookup(tid int) (analyzer.Process, error) {
 	var st procStat
 	th, ok := c.threads[tid]
-	now := time.Now()
-	cached := ok && now.Sub(th.checked) < identityFresh
-	if cached {
-		st = th.last
-	} else if ok {
+	if ok {
 		b, err := preadProcFile(th.stat, c.buf)
 		if err == nil {
 			st, ok = parseProcStat(b)
@@ -186,10 +180,6 @@ func (c *procCache) lookup(tid int) (analyzer.Process, error) {
 		pi.mm = st.mm
 		evictOne(c.procs, maxCachedProcs)
 		c.procs[th.proc] = pi
-	}
-	if !cached {
-		th.last, th.checked = st, now
-		c.threads[tid] = th
 	}
 	p := pi.p
 	p.TID, p.PPID, p.Comm = tid, st.ppid, st.comm
@@ -261,6 +251,41 @@ func (c *procCache) stat(tid int) (procStat, error) {
 		return procStat{}, fmt.Errorf("/proc/%d/stat: unexpected format", tid)
 	}
 	return st, nil
+}
+
+// creds reads thread tid's filesystem credentials now: what the kernel
+// would check its own open against.
+func (c *procCache) creds(tid int) (kernel.Creds, error) {
+	b, err := readProcFile("/proc/"+strconv.Itoa(tid)+"/status", c.buf)
+	if err != nil {
+		return kernel.Creds{}, err
+	}
+	uids, err := procStatusIDs(b, "Uid:")
+	if err != nil {
+		return kernel.Creds{}, err
+	}
+	gids, err := procStatusIDs(b, "Gid:")
+	if err != nil {
+		return kernel.Creds{}, err
+	}
+	cr := kernel.Creds{FSUID: uids[3], FSGID: gids[3]}
+	if v, ok := procStatusLine(b, "Groups:"); ok {
+		for f := range strings.FieldsSeq(v) {
+			g, err := strconv.ParseUint(f, 10, 32)
+			if err != nil {
+				return kernel.Creds{}, fmt.Errorf("/proc/%d/status: Groups %q: %w", tid, v, err)
+			}
+			cr.Groups = append(cr.Groups, uint32(g))
+		}
+	}
+	v, ok := procStatusLine(b, "CapEff:")
+	if !ok {
+		return kernel.Creds{}, fmt.Errorf("/proc/%d/status: no CapEff line", tid)
+	}
+	if cr.CapEff, err = strconv.ParseUint(strings.TrimSpace(v), 16, 64); err != nil {
+		return kernel.Creds{}, fmt.Errorf("/proc/%d/status: CapEff %q: %w", tid, v, err)
+	}
+	return cr, nil
 }
 
 func (c *procCache) status(tid int) ([]byte, error) {

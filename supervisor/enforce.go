@@ -148,9 +148,13 @@ func (s *Supervisor) decideCallOnce(c *analyzer.Call) (decision, plan, string) {
 	d := s.decider.def
 	d.nocache = true
 	d.rule = "no [files]/[network]/[exec] rule matched: [supervisor] default"
-	if !v.Matched && s.analysis != nil && !c.Truncated {
-		// No rule speaks: the model tier, within its budget.
-		d = s.analysis.decide(c)
+	if !v.Matched && !c.Truncated {
+		if ld, ok := s.learned.lookup(c); ok {
+			d = ld // the model's verdict from earlier runs (learned.go)
+		} else if s.analysis != nil {
+			// No rule speaks: the model tier, within its budget.
+			d = s.analysis.decide(c)
+		}
 	}
 	if v.Matched {
 		d = decision{action: v.Action, errno: v.Errno, source: SourceRule, layer: SourceRule, rule: v.Rule, nocache: true}
@@ -250,11 +254,6 @@ func splitPath(p string) (string, string) {
 		return "/", p[1:]
 	}
 	return p[:i], p[i+1:]
-}
-
-// credsOf is the identity an emulated operation runs with.
-func credsOf(c *analyzer.Call) kernel.Creds {
-	return kernel.Creds{FSUID: c.Process.FSUID, FSGID: c.Process.FSGID}
 }
 
 // sockaddrOf converts a decoded address to what connect(2) takes.

@@ -49,6 +49,12 @@ type Event struct {
 	UID   uint32 `json:"uid"`
 	EUID  uint32 `json:"euid"`
 	Trunc bool   `json:"truncated,omitempty"`
+
+	// A "sequence" line (seqtap.go): the thread's score, its program's
+	// threshold, and the calls scored so far.
+	Score     float64 `json:"score,omitempty"`
+	Threshold float64 `json:"threshold,omitempty"`
+	Calls     int     `json:"calls,omitempty"`
 }
 
 type eventLog struct {

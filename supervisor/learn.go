@@ -461,9 +461,8 @@ type ProfileHeader struct {
 }
 
 // credentialPaths are denied in every learned profile that the command
-// did not need them in.
-var credentialPaths = []string{"/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-",
-	"${HOME}/.ssh/**", "${HOME}/.gnupg/**", "${HOME}/.aws/**", "${HOME}/.config/gcloud/**", "${HOME}/.docker/config.json"}
+// did not need them in (the list is shared with the overlay's checks).
+var credentialPaths = profiles.CredentialPaths
 
 // familyOf maps the calls a learned profile hands to the supervisor to
 // the group it notifies them with.

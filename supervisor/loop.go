@@ -38,6 +38,9 @@ type Supervisor struct {
 	learner  *Learner         // learning run: record everything, enforce nothing
 	asker    *Asker           // learn --ask: a person decides new kinds of events
 	analysis *analysisTier    // [analyzer] model tier; nil without one
+	learned  *learnedSet      // the learned overlay's path and address verdicts (learned.go); nil without
+	overlay  *OverlayWriter   // records the model's verdicts for the overlay (learned.go); nil without
+	seq      *seqFeeder       // the sequence model's per-thread view (seqtap.go); nil without one
 	dec      *decoder
 	syncWake bool
 	done     chan struct{}
@@ -59,7 +62,7 @@ func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode
 		done:     make(chan struct{}),
 	}
 	s.decider = newDecider(p, mode, cacheSize(p))
-	tier, err := newAnalysisTier(p.Analyzer)
+	tier, err := newAnalysisTier(p.Analyzer, s.decider.def)
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +244,9 @@ func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) bool {
 	if s.analysis != nil && call != nil && (d.action == profiles.ActionAllow || d.action == profiles.ActionLog) {
 		s.analysis.noteAllowed(call)
 	}
+	if s.overlay != nil && call != nil && d.source == SourceAnalyzer {
+		s.overlay.record(call, d) // evidence for the learned overlay (learned.go)
+	}
 	if s.patterns != nil && call != nil {
 		if m, ok := s.observe(call, d); ok {
 			d, pl = m, planContinue
@@ -262,7 +268,14 @@ func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) bool {
 		case planOpen:
 			c := *call
 			c.Path = canonical
-			errno, err := s.emulateOpen(n, &c, credsOf(call))
+			creds, cerr := s.dec.mem.procs.creds(int(n.PID))
+			if cerr != nil {
+				// The thread is gone, or its credentials cannot be read:
+				// open nothing on its behalf.
+				resp.Error = -int32(unix.EPERM)
+				return false
+			}
+			errno, err := s.emulateOpen(n, &c, creds)
 			if errno == unix.ELOOP && call.Flags&unix.O_NOFOLLOW == 0 {
 				// A symlink where the cached resolution saw none: resolve
 				// afresh, decide again, and open once more.
@@ -281,7 +294,7 @@ func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) bool {
 					return false
 				}
 				c.Path = canonical2
-				errno, err = s.emulateOpen(n, &c, credsOf(call))
+				errno, err = s.emulateOpen(n, &c, creds)
 			}
 			if err == nil && errno == 0 {
 				s.stats.answered.Add(1)

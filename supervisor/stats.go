@@ -37,7 +37,8 @@ type Stats struct {
 	hist     [histBuckets]atomic.Uint64
 	cache    *decisionCache
 	analysis *analysisTier
-	live     liveStats // by source and verdict, busiest, latest denials, rules (stats_recent.go)
+	live     liveStats    // by source and verdict, busiest, latest denials, rules (stats_recent.go)
+	seq      *seqCounters // the sequence model's feed (seqtap.go); nil without one
 
 	mu       sync.Mutex
 	denied   map[deniedKey]uint64
@@ -147,22 +148,25 @@ type Snapshot struct {
 	Denied         []DeniedCount     `json:"denied"`
 	HandshakeNS    uint64            `json:"handshake_ns"`
 	// The model tier ([analyzer]); zero without one.
-	AnalyzerBudgetNS uint64          `json:"analyzer_budget_ns"`
-	AnalyzerDone     uint64          `json:"analyzer_analyses"`
-	AnalyzerOverruns uint64          `json:"analyzer_overruns"`
-	AnalyzerDeferred uint64          `json:"analyzer_deferred"`
-	AnalyzerFailures uint64          `json:"analyzer_failures"`
-	AnalyzerModel    string          `json:"analyzer_model,omitempty"`
-	AnalyzerP50NS    uint64          `json:"analyzer_p50_ns"` // time to the tier's verdict (or on_timeout)
-	AnalyzerP99NS    uint64          `json:"analyzer_p99_ns"`
-	Degraded         []string        `json:"degraded"`
-	DecisionCount    uint64          `json:"decision_count"`  // decisions timed
-	DecisionSumNS    uint64          `json:"decision_sum_ns"` // their total time
-	Decisions        []DecisionCount `json:"decisions"`       // by source and verdict
-	Busiest          []ProcCount     `json:"busiest"`         // top comm by notifications
-	Recent           []Denial        `json:"recent_denials"`  // the latest denials, newest first
-	RulesActive      int             `json:"rules_active"`
-	RulesVersion     uint64          `json:"rules_version"`
+	AnalyzerBudgetNS  uint64          `json:"analyzer_budget_ns"`
+	AnalyzerDone      uint64          `json:"analyzer_analyses"`
+	AnalyzerOverruns  uint64          `json:"analyzer_overruns"`
+	AnalyzerDeferred  uint64          `json:"analyzer_deferred"`
+	AnalyzerFailures  uint64          `json:"analyzer_failures"`
+	AnalyzerModel     string          `json:"analyzer_model,omitempty"`
+	AnalyzerAudit     bool            `json:"analyzer_audit,omitempty"`      // [analyzer] mode = "audit"
+	AnalyzerWouldDeny uint64          `json:"analyzer_would_deny,omitempty"` // denials mode audit did not carry out
+	AnalyzerP50NS     uint64          `json:"analyzer_p50_ns"`               // time to the tier's verdict (or on_timeout)
+	AnalyzerP99NS     uint64          `json:"analyzer_p99_ns"`
+	Degraded          []string        `json:"degraded"`
+	DecisionCount     uint64          `json:"decision_count"`  // decisions timed
+	DecisionSumNS     uint64          `json:"decision_sum_ns"` // their total time
+	Decisions         []DecisionCount `json:"decisions"`       // by source and verdict
+	Busiest           []ProcCount     `json:"busiest"`         // top comm by notifications
+	Recent            []Denial        `json:"recent_denials"`  // the latest denials, newest first
+	RulesActive       int             `json:"rules_active"`
+	RulesVersion      uint64          `json:"rules_version"`
+	Seq               *SeqStats       `json:"sequence,omitempty"` // the sequence model's feed; nil without one
 }
 
 // DeniedCount is one line of the "top denied" table.
@@ -217,10 +221,11 @@ func (s *Stats) Snapshot() Snapshot {
 	out.DecisionP50NS, out.DecisionP99NS = quantile(&counts, total, 0.50), quantile(&counts, total, 0.99)
 	out.DecisionCount = total
 	s.live.fill(&out)
+	out.Seq = s.seq.snapshot()
 	if t := s.analysis; t != nil {
 		out.AnalyzerBudgetNS, out.AnalyzerDone = uint64(t.budget.Load()), t.analyzed.Load()
 		out.AnalyzerOverruns, out.AnalyzerDeferred, out.AnalyzerFailures = t.overruns.Load(), t.deferred.Load(), t.failures.Load()
-		out.AnalyzerModel = t.model
+		out.AnalyzerModel, out.AnalyzerAudit, out.AnalyzerWouldDeny = t.model, t.audit, t.wouldDeny.Load()
 		var ac [histBuckets]uint64
 		var at uint64
 		for i := range t.hist {
@@ -284,7 +289,11 @@ func (snap Snapshot) WriteSummary(w io.Writer) {
 		fmt.Fprintf(w, "  analyzer: %s, %d analyses (p50 %s p99 %s), %d over budget, %d deferred, %d failed; budget now %s\n",
 			snap.AnalyzerModel, snap.AnalyzerDone, fmtNS(snap.AnalyzerP50NS), fmtNS(snap.AnalyzerP99NS),
 			snap.AnalyzerOverruns, snap.AnalyzerDeferred, snap.AnalyzerFailures, fmtNS(snap.AnalyzerBudgetNS))
+		if snap.AnalyzerAudit {
+			fmt.Fprintf(w, "  analyzer: mode audit: %d calls the model would deny ran (see --events)\n", snap.AnalyzerWouldDeny)
+		}
 	}
+	writeSeqSummary(w, snap.Seq)
 	for _, d := range snap.Degraded {
 		fmt.Fprintf(w, "  degraded: %s\n", d)
 	}

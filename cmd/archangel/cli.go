@@ -123,6 +123,8 @@ type runCmd struct {
 
 	ControlSocket string `help:"Serve live figures to 'archangel stats' on this unix socket (default: $XDG_RUNTIME_DIR/archangel/PID.sock, /run/archangel/PID.sock for root); none: no socket." placeholder:"PATH"`
 	MetricsAddr   string `help:"Serve Prometheus metrics at http://ADDR/metrics; loopback unless ADDR names a host (a bare port means 127.0.0.1:PORT)." placeholder:"ADDR"`
+	learnedFlags  `embed:""`
+	SeqModel      string `help:"Score each thread's system-call stream with the per-program sequence models in FILE (written by learn) and report threads that cross their threshold; reports only, in every mode. Default: beside a profile file (app.toml: app.seq) when it exists; none: off. Needs root (BPF tracepoint tap)." placeholder:"FILE"`
 }
 
 func (r *runCmd) Run(g *Globals, logger *slog.Logger) error {
@@ -133,7 +135,7 @@ func (r *runCmd) Run(g *Globals, logger *slog.Logger) error {
 	if len(args) == 0 {
 		return &exitStatus{code: supervisor.ExitFailure, err: errors.New("run: no command given (usage: archangel run [flags] -- COMMAND [ARGS...])")}
 	}
-	p, err := profiles.Load(r.Profile)
+	p, base, _, err := r.learnedFlags.load(r.Profile)
 	if err != nil {
 		return &exitStatus{code: supervisor.ExitFailure, err: err}
 	}
@@ -156,6 +158,9 @@ func (r *runCmd) Run(g *Globals, logger *slog.Logger) error {
 	cmd.Mode = mode
 	cmd.Logger = logger
 	cmd.ForwardSignals = true
+	if cmd.SeqModels, err = seqModelsFor(r.SeqModel, r.Profile); err != nil {
+		return &exitStatus{code: supervisor.ExitFailure, err: err}
+	}
 	cmd.ControlSocket = controlSocketFlag(r.ControlSocket)
 	cmd.MetricsAddr = r.MetricsAddr
 	if r.Events != "" {
@@ -166,7 +171,9 @@ func (r *runCmd) Run(g *Globals, logger *slog.Logger) error {
 		defer f.Close()
 		cmd.Events = f
 	}
+	cmd.Overlay = r.learnedFlags.writer(r.Profile, p, base, logger)
 	res, err := cmd.Run()
+	closeOverlay(cmd.Overlay, g.stderr)
 	if r.Summary && res.Stats != nil {
 		res.Stats.Snapshot().WriteSummary(g.stderr)
 	}
@@ -192,14 +199,16 @@ type profileCmd struct {
 }
 
 type profileCheckCmd struct {
-	Profile string `arg:"" help:"Profile name or TOML file."`
+	Profile      string `arg:"" help:"Profile name or TOML file."`
+	learnedFlags `embed:""`
 }
 
 func (c *profileCheckCmd) Run(g *Globals) error {
-	p, err := profiles.Load(c.Profile)
+	p, _, ov, err := c.learnedFlags.load(c.Profile)
 	if err != nil {
 		return &exitStatus{code: 1, err: err}
 	}
+	defer writeOverlaySummary(g.stdout, ov)
 	prog, err := filter.Compile(p, filter.Options{Arch: filter.ArchAMD64, Mode: p.Mode})
 	if err != nil {
 		return &exitStatus{code: 1, err: fmt.Errorf("compile profile %q: %w", p.Name, err)}
@@ -249,10 +258,12 @@ type profileExplainCmd struct {
 	Path    string   `help:"The path the call names (open, exec, stat... family)." placeholder:"PATH"`
 	Addr    string   `help:"The address the call names (connect, bind): IP:PORT or unix:/path." placeholder:"ADDR"`
 	Mode    string   `help:"Explain for this mode instead of the profile's." enum:"enforce,audit," default:""`
+
+	learnedFlags `embed:""`
 }
 
 func (c *profileExplainCmd) Run(g *Globals) error {
-	p, err := profiles.Load(c.Profile)
+	p, _, _, err := c.learnedFlags.load(c.Profile)
 	if err != nil {
 		return &exitStatus{code: 1, err: err}
 	}
@@ -319,10 +330,12 @@ type profileCompileCmd struct {
 	Profile string `arg:"" help:"Profile name or TOML file."`
 	Format  string `help:"Output: text (disassembly) or bpf (raw struct sock_filter array)." enum:"text,bpf" default:"text"`
 	Mode    string `help:"Compile for this mode instead of the profile's." enum:"enforce,audit," default:""`
+
+	learnedFlags `embed:""`
 }
 
 func (c *profileCompileCmd) Run(g *Globals) error {
-	p, err := profiles.Load(c.Profile)
+	p, _, _, err := c.learnedFlags.load(c.Profile)
 	if err != nil {
 		return &exitStatus{code: 1, err: err}
 	}
@@ -373,4 +386,23 @@ func (c *syscallsCmd) Run(g *Globals) error {
 		}
 	}
 	return nil
+}
+
+// seqModelsFor loads the sequence models a run scores with: flag names
+// the file ("none": off); without it, the .seq file beside a profile
+// given as a file, when there is one.
+func seqModelsFor(flag, profile string) (*supervisor.SeqModels, error) {
+	switch {
+	case flag == "none":
+		return nil, nil
+	case flag != "":
+		return supervisor.LoadSeqModels(flag)
+	case !strings.HasSuffix(profile, ".toml"):
+		return nil, nil
+	}
+	path := supervisor.SeqModelFile(profile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil
+	}
+	return supervisor.LoadSeqModels(path)
 }

@@ -24,6 +24,7 @@ type learnCmd struct {
 	Events  string   `help:"Append a JSON-lines record of every call seen to FILE." type:"path" placeholder:"FILE"`
 	Ask     bool     `help:"Interactive: show each new kind of event (programs started, peers, files outside the system directories, privileged calls) on the terminal and ask: allow once, always, or deny. Answers go into the profile."`
 	AskFrom string   `hidden:"" help:"Read --ask answers from FILE (one per line) instead of the terminal." type:"path"`
+	SeqFile string   `name:"seq-model" help:"Where to write the per-program sequence models trained on every thread's system-call stream (default: beside --out, app.toml: app.seq; learning again replaces the programs seen); none: do not record. Needs root (BPF tracepoint tap)." placeholder:"FILE"`
 	Command []string `arg:"" optional:"" passthrough:"partial" help:"Command and arguments (after --)."`
 }
 
@@ -61,6 +62,9 @@ func (l *learnCmd) Run(g *Globals, logger *slog.Logger) error {
 	cmd.Mode = profiles.ModeAudit
 	cmd.Learner = learner
 	cmd.Logger = logger
+	if l.SeqFile != "none" {
+		cmd.SeqRecorder = supervisor.NewSeqRecorder()
+	}
 	cmd.ForwardSignals = true
 	if l.Events != "" {
 		f, err := os.OpenFile(l.Events, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -125,6 +129,9 @@ func (l *learnCmd) Run(g *Globals, logger *slog.Logger) error {
 		return &exitStatus{code: supervisor.ExitFailure, err: err}
 	}
 	fmt.Fprintf(g.stderr, "archangel: %s; wrote %s\n", learner.Progress(), l.Out)
+	if err := l.writeSeqModels(g, cmd.SeqRecorder, res.Stats); err != nil {
+		return &exitStatus{code: supervisor.ExitFailure, err: err}
+	}
 	if h.Note != "" {
 		fmt.Fprintf(g.stderr, "archangel: the command did not succeed (%s): the profile holds what it did until then\n", strings.TrimPrefix(h.Status, "The command "))
 	}
@@ -214,4 +221,49 @@ func progress(g *Globals, l *supervisor.Learner) (stop func()) {
 		}
 	}()
 	return func() { close(done); <-finished }
+}
+
+// writeSeqModels trains the sequence models of what the recorder saw and
+// writes them beside the profile (or to --seq-model), or says why it
+// could not.
+func (l *learnCmd) writeSeqModels(g *Globals, rec *supervisor.SeqRecorder, st *supervisor.Stats) error {
+	if rec == nil {
+		return nil
+	}
+	if why := rec.Unavailable(); why != "" {
+		fmt.Fprintf(g.stderr, "archangel: no sequence model trained: %s\n", why)
+		return nil
+	}
+	models, report, err := rec.Train()
+	if err != nil {
+		return err
+	}
+	if len(models.Programs) == 0 {
+		fmt.Fprintln(g.stderr, "archangel: no sequence model trained: no system call was recorded")
+		return nil
+	}
+	path := l.SeqFile
+	if path == "" {
+		path = supervisor.SeqModelFile(l.Out)
+	}
+	if _, err := os.Stat(path); err == nil {
+		old, err := supervisor.LoadSeqModels(path)
+		if err != nil {
+			return err
+		}
+		models.Merge(old)
+	}
+	if err := models.WriteFile(path); err != nil {
+		return err
+	}
+	for _, line := range report {
+		fmt.Fprintf(g.stderr, "archangel: sequence model: %s\n", line)
+	}
+	if st != nil {
+		if s := st.Snapshot().Seq; s != nil && s.Lost > 0 {
+			fmt.Fprintf(g.stderr, "archangel: sequence model: %d tap records lost (ring buffer full): the training streams have gaps\n", s.Lost)
+		}
+	}
+	fmt.Fprintf(g.stderr, "archangel: wrote %d sequence models to %s\n", len(models.Programs), path)
+	return nil
 }

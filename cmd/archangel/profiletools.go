@@ -14,11 +14,12 @@ import (
 )
 
 type profileShowCmd struct {
-	Profile string `arg:"" help:"Profile name or TOML file."`
+	Profile      string `arg:"" help:"Profile name or TOML file."`
+	learnedFlags `embed:""`
 }
 
 func (c *profileShowCmd) Run(g *Globals) error {
-	p, err := profiles.Load(c.Profile)
+	p, _, _, err := c.learnedFlags.load(c.Profile)
 	if err != nil {
 		return &exitStatus{code: 1, err: err}
 	}

@@ -28,6 +28,7 @@ type replayEvent struct {
 	Path    string    `json:"path"`
 	Addr    string    `json:"addr"`
 	Comm    string    `json:"comm"`
+	Kind    string    `json:"kind"`
 }
 
 // Run says what the candidate profile would have done to a recorded run:
@@ -60,6 +61,9 @@ func (c *profileReplayCmd) Run(g *Globals) error {
 		var e replayEvent
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			return &exitStatus{code: 1, err: fmt.Errorf("%s:%d: %w", c.Events, line, err)}
+		}
+		if e.Kind == "sequence" {
+			continue // a sequence-model report, not a decision
 		}
 		total++
 		d := filter.Data{Nr: e.Nr, Arch: filter.AuditArchX8664, Args: e.Args}
