@@ -53,19 +53,27 @@ import (
 // every mode; exit and exit_group, which never return, are absent. The
 // launcher shim's own calls before it execs the command are dropped.
 
-// A program's threshold is SeqThresholdMargin times the highest score of
-// its training threads plus SeqThresholdSlack nats. The training threads
-// are scored by the model trained on them (in-sample), which is
-// optimistic, and one learning run rarely shows all of a program's
-// ordinary variation (a Go program's runtime threads differ from run to
-// run with scheduling). Measured on archangel's integration victim (a Go
-// program, order 3): training maximum 1.17 nats, threshold 3.25; over 30
-// ordinary runs the highest thread scored 1.6 (1.8 in enforce mode), while
-// the same executable down another code path scored 4.8. The slack is in
-// nats per call over the score's window: 1.5 nats means the window's
-// calls are on average e^1.5 ≈ 4.5 times less likely than in the worst
-// training window.
+// A program's threshold comes from its training streams only.
+//
+// With two learning runs or more, each run's threads are scored by the
+// model trained on the other runs (held out, as a new run will be), and
+// the threshold is SeqHeldOutMargin times the highest of those scores
+// plus SeqHeldOutSlack nats: the runs show how much ordinary runs differ.
+//
+// With one run there is nothing to hold out: the threads are scored by the
+// model trained on them (in-sample), which is optimistic, and the
+// threshold is SeqThresholdMargin times the highest score plus
+// SeqThresholdSlack nats, wide enough for the run-to-run variation
+// measured on archangel's integration victim (a Go program, whose runtime
+// threads differ from run to run with scheduling; see the report of
+// issue 4).
+//
+// Scores are in nats per call over the score's window: a slack of 1.5
+// nats means the window's calls are on average e^1.5 ≈ 4.5 times less
+// likely than in the worst training window.
 const (
+	SeqHeldOutMargin   = 1.25
+	SeqHeldOutSlack    = 0.5
 	SeqThresholdMargin = 1.5
 	SeqThresholdSlack  = 1.5
 )
@@ -365,8 +373,8 @@ func (r *SeqRecorder) Train(prev *SeqModels) (m *SeqModels, report []string, err
 		if p.HeldOut {
 			how = fmt.Sprintf("held out over %d runs", len(runs))
 		}
-		report = append(report, fmt.Sprintf("%s: %d threads in %d runs, %d calls, order %d, threshold %.2f nats (max training score %.2f, %s)",
-			exe, p.Threads, len(runs), p.Calls, order, p.Threshold, p.MaxScore, how))
+		report = append(report, fmt.Sprintf("%s: %d threads, %d calls, %d run(s), order %d, threshold %.2f nats (max training score %.2f, %s)",
+			exe, p.Threads, p.Calls, len(runs), order, p.Threshold, p.MaxScore, how))
 	}
 	if r.cut {
 		report = append(report, fmt.Sprintf("streams cut after %d calls in all", seqMaxTrainCalls))

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,7 +34,7 @@ func trainedModels(t testing.TB, exe string) *SeqModels {
 	for range 4 {
 		r.add(exe, loopTrace(300, rng))
 	}
-	m, report, err := r.Train()
+	m, report, err := r.Train(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func trainedModels(t testing.TB, exe string) *SeqModels {
 func TestSeqModelsFileRoundTrip(t *testing.T) {
 	m := trainedModels(t, "/usr/bin/app")
 	p := m.Programs["/usr/bin/app"]
-	if want := SeqThresholdMargin*p.MaxScore + SeqThresholdSlack; p.Threshold != want || p.MaxScore <= 0 || p.Calls < 1200 {
+	if want := SeqThresholdMargin*p.MaxScore + SeqThresholdSlack; p.Threshold != want || p.MaxScore <= 0 || p.Calls < 1200 || p.HeldOut {
 		t.Fatalf("program %+v: threshold want %v", p, want)
 	}
 	path := filepath.Join(t.TempDir(), "app.seq")
@@ -61,7 +62,7 @@ func TestSeqModelsFileRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := got.Programs["/usr/bin/app"]
-	if g == nil || g.Threshold != p.Threshold || g.MaxScore != p.MaxScore || g.Threads != 4 || g.Calls != p.Calls {
+	if g == nil || g.Threshold != p.Threshold || g.MaxScore != p.MaxScore || g.Threads != 4 || g.Calls != p.Calls || !slices.EqualFunc(g.Runs[0], p.Runs[0], slices.Equal) {
 		t.Fatalf("loaded %+v, wrote %+v", g, p)
 	}
 	a, b := p.Model.NewStream(), g.Model.NewStream()
@@ -76,6 +77,39 @@ func TestSeqModelsFileRoundTrip(t *testing.T) {
 		if err := x.UnmarshalBinary(raw[:n]); err == nil {
 			t.Errorf("truncated to %d of %d bytes: no error", n, len(raw))
 		}
+	}
+}
+
+// Learning again adds a run, retrains on all, and calibrates the
+// threshold on held-out runs; programs not seen again are kept.
+func TestSeqTrainAccumulatesRuns(t *testing.T) {
+	first := trainedModels(t, "/usr/bin/app")
+	first.Programs["/usr/bin/other"] = first.Programs["/usr/bin/app"]
+	rng := rand.New(rand.NewPCG(5, 6))
+	r := NewSeqRecorder()
+	for range 3 {
+		r.add("/usr/bin/app", loopTrace(200, rng))
+	}
+	m, report, err := r.Train(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.Programs["/usr/bin/app"]
+	if len(p.Runs) != 2 || !p.HeldOut || p.Threads != 7 || len(report) != 1 || !strings.Contains(report[0], "held out over 2 runs") {
+		t.Fatalf("program %+v, report %q", p, report)
+	}
+	if want := SeqHeldOutMargin*p.MaxScore + SeqHeldOutSlack; p.Threshold != want || p.MaxScore <= 0 {
+		t.Fatalf("threshold %v, want %v", p.Threshold, want)
+	}
+	if m.Programs["/usr/bin/other"] == nil {
+		t.Fatal("a program not seen again was dropped")
+	}
+	runs := make([][][]int, seqMaxRuns+3)
+	for i := range runs {
+		runs[i] = [][]int{{i}}
+	}
+	if got := trimRuns(runs); len(got) != seqMaxRuns || got[len(got)-1][0][0] != len(runs)-1 {
+		t.Fatalf("trimRuns kept %v", got)
 	}
 }
 

@@ -24,7 +24,7 @@ type learnCmd struct {
 	Events  string   `help:"Append a JSON-lines record of every call seen to FILE." type:"path" placeholder:"FILE"`
 	Ask     bool     `help:"Interactive: show each new kind of event (programs started, peers, files outside the system directories, privileged calls) on the terminal and ask: allow once, always, or deny. Answers go into the profile."`
 	AskFrom string   `hidden:"" help:"Read --ask answers from FILE (one per line) instead of the terminal." type:"path"`
-	SeqFile string   `name:"seq-model" help:"Where to write the per-program sequence models trained on every thread's system-call stream (default: beside --out, app.toml: app.seq; learning again replaces the programs seen); none: do not record. Needs root (BPF tracepoint tap)." placeholder:"FILE"`
+	SeqFile string   `name:"seq-model" help:"Where to write the per-program sequence models trained on every thread's system-call stream (default: beside --out, app.toml: app.seq; learning again adds the run and retrains, and several runs calibrate the threshold); none: do not record. Needs root (BPF tracepoint tap)." placeholder:"FILE"`
 	Command []string `arg:"" optional:"" passthrough:"partial" help:"Command and arguments (after --)."`
 }
 
@@ -234,24 +234,24 @@ func (l *learnCmd) writeSeqModels(g *Globals, rec *supervisor.SeqRecorder, st *s
 		fmt.Fprintf(g.stderr, "archangel: no sequence model trained: %s\n", why)
 		return nil
 	}
-	models, report, err := rec.Train()
-	if err != nil {
-		return err
-	}
-	if len(models.Programs) == 0 {
-		fmt.Fprintln(g.stderr, "archangel: no sequence model trained: no system call was recorded")
-		return nil
-	}
 	path := l.SeqFile
 	if path == "" {
 		path = supervisor.SeqModelFile(l.Out)
 	}
+	var prev *supervisor.SeqModels
 	if _, err := os.Stat(path); err == nil {
-		old, err := supervisor.LoadSeqModels(path)
-		if err != nil {
+		// Learning again adds this run to the ones the file holds.
+		if prev, err = supervisor.LoadSeqModels(path); err != nil {
 			return err
 		}
-		models.Merge(old)
+	}
+	models, report, err := rec.Train(prev)
+	if err != nil {
+		return err
+	}
+	if len(report) == 0 {
+		fmt.Fprintln(g.stderr, "archangel: no sequence model trained: no system call was recorded")
+		return nil
 	}
 	if err := models.WriteFile(path); err != nil {
 		return err
