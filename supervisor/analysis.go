@@ -224,6 +224,7 @@ func (t *analysisTier) audited(d decision) decision {
 	switch d.action {
 	case profiles.ActionErrno, profiles.ActionKill:
 		t.wouldDeny.Add(1)
+		out.modelWouldDeny = true
 		out.rule = "[supervisor] default; analyzer (mode audit) would deny: " + d.rule
 	default:
 		out.rule = "[supervisor] default; analyzer (mode audit): " + d.rule

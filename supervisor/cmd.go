@@ -283,6 +283,7 @@ func (c *Cmd) Start() error {
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("start launcher shim: %w", err)}
 	}
 	c.proc, c.pid = proc, proc.Pid
+	sup.launchPID.Store(int32(proc.Pid))
 	c.runSeqTap()
 
 	listener, err := c.handshake(sock, scm, landlock)

@@ -42,6 +42,9 @@ type decision struct {
 	// nocache marks a verdict that is not a function of the cache key
 	// (it depends on the process tree, a path, history).
 	nocache bool
+	// modelWouldDeny: the model tier denied the call, but runs with
+	// [analyzer] mode = "audit", so the [supervisor] default decided.
+	modelWouldDeny bool
 	// pointer: the verdict depends on target memory; decode the call and
 	// ask the rules (Supervisor.decideCall).
 	pointer bool

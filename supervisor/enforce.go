@@ -151,7 +151,7 @@ func (s *Supervisor) decideCallOnce(c *analyzer.Call) (decision, plan, string) {
 	if !v.Matched && !c.Truncated {
 		if ld, ok := s.learned.lookup(c); ok {
 			d = ld // the model's verdict from earlier runs (learned.go)
-		} else if s.analysis != nil {
+		} else if s.analysis != nil && !s.launchExec(c) {
 			// No rule speaks: the model tier, within its budget.
 			d = s.analysis.decide(c)
 		}
@@ -192,6 +192,18 @@ func (s *Supervisor) decideCallOnce(c *analyzer.Call) (decision, plan, string) {
 	return decision{action: profiles.ActionErrno, errno: profiles.Errno(unix.EACCES), layer: SourceRule, nocache: true,
 		rule: fmt.Sprintf("%s allowed by %q, but archangel cannot carry out a %s allow without a race; add %q to [supervisor] advisory to accept a checked-then-continued call",
 			c.Name, d.rule, c.Kind, c.Kind.String())}, planContinue, ""
+}
+
+// launchExec reports whether c is the shim's execve of the command: the
+// launch archangel itself performs, which the model tier is not asked
+// about (archangel's own binary, perhaps in a temp directory, starting a
+// program looks like nothing a workload does).
+func (s *Supervisor) launchExec(c *analyzer.Call) bool {
+	if c.Kind != analyzer.KindExec || c.Process.PID != int(s.launchPID.Load()) {
+		return false
+	}
+	self, err := os.Executable()
+	return err == nil && (c.Process.Exe == self || strings.TrimSuffix(c.Process.Exe, " (deleted)") == self)
 }
 
 func errnoOf(err error) unix.Errno {

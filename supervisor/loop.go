@@ -42,11 +42,14 @@ type Supervisor struct {
 	overlay  *OverlayWriter   // records the model's verdicts for the overlay (learned.go); nil without
 	seq      *seqFeeder       // the sequence model's per-thread view (seqtap.go); nil without one
 	dec      *decoder
-	syncWake bool
-	done     chan struct{}
-	stopOnce sync.Once
-	stopping atomic.Bool
-	tid      atomic.Int64 // the receive loop's thread
+	// launchPID is the shim's PID: its execs, while it still runs
+	// archangel's own binary, are the launch itself, not the target's.
+	launchPID atomic.Int32
+	syncWake  bool
+	done      chan struct{}
+	stopOnce  sync.Once
+	stopping  atomic.Bool
+	tid       atomic.Int64 // the receive loop's thread
 }
 
 // newSupervisor prepares everything that does not need the listener, so

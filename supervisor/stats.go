@@ -50,6 +50,7 @@ type deniedKey struct {
 	comm    string
 	rule    string
 	action  profiles.Action
+	model   bool // the model would have denied it ([analyzer] mode = "audit")
 }
 
 func newStats(profile string, mode profiles.Mode) *Stats {
@@ -65,6 +66,13 @@ func (s *Stats) count(d decision, n *kernel.Notif) {
 	s.sources[d.source].Add(1)
 	denied := d.action == profiles.ActionErrno || d.action == profiles.ActionKill || d.layer == SourceUndecided
 	comm := s.live.count(d, n, denied) // read from /proc when denied
+	if d.modelWouldDeny && !denied {
+		comm = procComm(n.PID)
+		k := deniedKey{syscall: syscallName(n.Data.Nr), comm: comm, rule: ruleText(d), action: d.action, model: true}
+		s.mu.Lock()
+		s.denied[k]++
+		s.mu.Unlock()
+	}
 	if denied {
 		k := deniedKey{syscall: syscallName(n.Data.Nr), comm: comm, rule: ruleText(d), action: d.action}
 		s.mu.Lock()
@@ -176,6 +184,9 @@ type DeniedCount struct {
 	Rule    string `json:"rule"`
 	Verdict string `json:"verdict"`
 	Count   uint64 `json:"count"`
+	// ModelOnly: the call ran; the model tier, in mode audit, would
+	// have denied it.
+	ModelOnly bool `json:"model_only,omitempty"`
 }
 
 // Degrade records a mechanism archangel could not use and what it does
@@ -237,7 +248,7 @@ func (s *Stats) Snapshot() Snapshot {
 	s.mu.Lock()
 	out.Degraded = append([]string{}, s.degraded...)
 	for k, v := range s.denied {
-		out.Denied = append(out.Denied, DeniedCount{Syscall: k.syscall, Comm: k.comm, Rule: k.rule, Verdict: k.action.String(), Count: v})
+		out.Denied = append(out.Denied, DeniedCount{Syscall: k.syscall, Comm: k.comm, Rule: k.rule, Verdict: k.action.String(), Count: v, ModelOnly: k.model})
 	}
 	s.mu.Unlock()
 	sort.Slice(out.Denied, func(i, j int) bool {
@@ -303,6 +314,9 @@ func (snap Snapshot) WriteSummary(w io.Writer) {
 			break
 		}
 		v := verb
+		if d.ModelOnly {
+			v = "analyzer would deny"
+		}
 		if d.Verdict == profiles.ActionKill.String() {
 			v = "would kill"
 			if snap.Mode != profiles.ModeAudit.String() {
