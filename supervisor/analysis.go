@@ -190,18 +190,26 @@ func newAnalysisTier(a profiles.Analyzer, def decision) (*analysisTier, error) {
 	return t, nil
 }
 
-// analysisKey is the kind of call a verdict is cached for: who (the
-// executable), what (the call) and on what (path or address; for a call
-// with no pointer argument, its scalar arguments).
+// analysisKey is the call a verdict is cached for: who (the executable),
+// what (the call, its access and flags) and on what (paths or address,
+// argv for an exec; for a call with no pointer argument, its scalar
+// arguments). Everything the request shows the model that could change
+// its verdict is in the key, so a cached allow of a read never answers
+// a write, nor an exec's verdict another argv.
 func analysisKey(c *analyzer.Call) string {
-	what := c.Path
+	var b strings.Builder
+	b.WriteString(c.Process.Exe)
+	fmt.Fprintf(&b, "\x00%s\x00%d\x00%x\x00%o\x00%s\x00%s", c.Name, c.Access, c.Flags, c.Mode, c.Path, c.Path2)
 	switch {
 	case c.Addr != nil:
-		what = endpointText(c.Addr)
+		b.WriteString("\x00" + endpointText(c.Addr))
 	case c.Kind == analyzer.KindOther:
-		what = fmt.Sprintf("%x", c.Args)
+		fmt.Fprintf(&b, "\x00%x", c.Args)
 	}
-	return c.Process.Exe + "\x00" + c.Name + "\x00" + what
+	for _, a := range c.Argv {
+		b.WriteString("\x00" + a)
+	}
+	return b.String()
 }
 
 // decide returns the model's verdict for c, or on_timeout when none is
@@ -343,16 +351,6 @@ func stdioSocket(pid int) bool {
 		}
 	}
 	return false
-}
-
-// seed puts a verdict into the tier's cache before the run, as if an
-// analysis had returned it (a learned verdict from the profile overlay).
-func (t *analysisTier) seed(key string, d decision) {
-	t.mu.Lock()
-	if len(t.cache) < maxAnalysisCache {
-		t.cache[key] = d
-	}
-	t.mu.Unlock()
 }
 
 func requestOf(c *analyzer.Call) *AnalysisRequest {
