@@ -47,7 +47,7 @@ func trainedModels(t testing.TB, exe string) *SeqModels {
 func TestSeqModelsFileRoundTrip(t *testing.T) {
 	m := trainedModels(t, "/usr/bin/app")
 	p := m.Programs["/usr/bin/app"]
-	if want := SeqThresholdMargin*p.MaxScore + SeqThresholdSlack; p.Threshold != want || p.MaxScore <= 0 || p.Calls < 1200 || p.HeldOut {
+	if want := SeqThresholdMargin*p.MaxScore + SeqThresholdSlack; p.Threshold != want || p.MaxScore <= 0 || p.Calls < 1200 || p.HeldOutMax != 0 {
 		t.Fatalf("program %+v: threshold want %v", p, want)
 	}
 	path := filepath.Join(t.TempDir(), "app.seq")
@@ -62,7 +62,7 @@ func TestSeqModelsFileRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := got.Programs["/usr/bin/app"]
-	if g == nil || g.Threshold != p.Threshold || g.MaxScore != p.MaxScore || g.Threads != 4 || g.Calls != p.Calls || !slices.EqualFunc(g.Runs[0], p.Runs[0], slices.Equal) {
+	if g == nil || g.Threshold != p.Threshold || g.MaxScore != p.MaxScore || g.HeldOutMax != p.HeldOutMax || g.Threads != 4 || g.Calls != p.Calls || !slices.EqualFunc(g.Runs[0], p.Runs[0], slices.Equal) {
 		t.Fatalf("loaded %+v, wrote %+v", g, p)
 	}
 	a, b := p.Model.NewStream(), g.Model.NewStream()
@@ -95,10 +95,10 @@ func TestSeqTrainAccumulatesRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := m.Programs["/usr/bin/app"]
-	if len(p.Runs) != 2 || !p.HeldOut || p.Threads != 7 || len(report) != 1 || !strings.Contains(report[0], "held out over 2 runs") {
+	if len(p.Runs) != 2 || !(p.HeldOutMax > 0) || p.Threads != 7 || len(report) != 1 || !strings.Contains(report[0], "held out across runs") {
 		t.Fatalf("program %+v, report %q", p, report)
 	}
-	if want := SeqHeldOutMargin*p.MaxScore + SeqHeldOutSlack; p.Threshold != want || p.MaxScore <= 0 {
+	if want := SeqThresholdMargin*p.MaxScore + SeqThresholdSlack; p.Threshold != want || p.MaxScore <= 0 {
 		t.Fatalf("threshold %v, want %v", p.Threshold, want)
 	}
 	if m.Programs["/usr/bin/other"] == nil {
