@@ -74,6 +74,12 @@ type AnalysisRequest struct {
 	ParentExe   string `json:"parent_exe,omitempty"`
 	Wrote       bool   `json:"wrote,omitempty"`
 	StdioSocket bool   `json:"stdio_socket,omitempty"`
+	// The calling thread's accumulated surprise under its program's
+	// sequence model, its threshold, and whether it crossed it; absent
+	// when no syscall tap feeds a model.
+	SeqScore     *float64 `json:"seq_score,omitempty"`
+	SeqThreshold float64  `json:"seq_threshold,omitempty"`
+	SeqAnomalous bool     `json:"seq_anomalous,omitempty"`
 }
 
 // AnalysisResponse is what the http model answers (and what the chat
@@ -103,6 +109,10 @@ type callFacts struct {
 	// shape of a reverse shell; inetd-style services too). Read for exec
 	// calls only: three readlinks.
 	StdioSocket bool
+	// Seq is the calling thread's standing with the sequence model
+	// (seqtap.go), when a tap feeds one.
+	Seq   SeqThread
+	SeqOK bool
 }
 
 type analysisTier struct {
@@ -124,6 +134,7 @@ type analysisTier struct {
 	// only.
 	written    map[string]struct{}
 	parentExes map[int]string
+	seqThread  func(tid int) (SeqThread, bool) // the sequence model's view of a thread; nil without one
 
 	overruns, deferred, failures, analyzed, wouldDeny atomic.Uint64
 	hist                                              [histBuckets]atomic.Uint64 // time to a verdict (or to on_timeout), ns
@@ -271,6 +282,10 @@ func (t *analysisTier) decideTimed(c *analyzer.Call) decision {
 	req := requestOf(c)
 	f := t.facts(c)
 	req.ParentExe, req.Wrote, req.StdioSocket = f.ParentExe, f.Wrote, f.StdioSocket
+	if f.SeqOK {
+		score := f.Seq.Score
+		req.SeqScore, req.SeqThreshold, req.SeqAnomalous = &score, f.Seq.Threshold, f.Seq.Anomalous
+	}
 	done := make(chan decision, 1)
 	go func() {
 		d, ok := t.askRemote(req)
@@ -337,6 +352,9 @@ func (t *analysisTier) facts(c *analyzer.Call) callFacts {
 	}
 	if c.Kind == analyzer.KindExec {
 		f.StdioSocket = stdioSocket(c.Process.PID)
+	}
+	if t.seqThread != nil {
+		f.Seq, f.SeqOK = t.seqThread(c.Process.TID)
 	}
 	return f
 }

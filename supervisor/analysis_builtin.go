@@ -38,6 +38,11 @@ func (r *riskModel) decide(c *analyzer.Call, f *callFacts) decision {
 		return d
 	}
 	d.rule = fmt.Sprintf("analyzer builtin: risk %.3f < %.3f", p, r.thr)
+	if f.SeqOK && f.Seq.Anomalous {
+		// The sequence model reports; it does not decide. Say so where
+		// the call is recorded.
+		d.rule += fmt.Sprintf("; thread anomalous to the sequence model (%.2f > %.2f)", f.Seq.Score, f.Seq.Threshold)
+	}
 	return d
 }
 

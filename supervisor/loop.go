@@ -70,6 +70,9 @@ func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode
 		return nil, err
 	}
 	s.analysis = tier
+	if tier != nil {
+		tier.seqThread = s.seqThread
+	}
 	s.stats.analysis = s.analysis
 	s.decider.analysis = tier != nil
 	s.dec = newDecoder()
