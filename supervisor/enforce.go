@@ -194,12 +194,21 @@ func (s *Supervisor) decideCallOnce(c *analyzer.Call) (decision, plan, string) {
 			c.Name, d.rule, c.Kind, c.Kind.String())}, planContinue, ""
 }
 
-// launchExec reports whether c is the shim's execve of the command: the
-// launch archangel itself performs, which the model tier is not asked
-// about (archangel's own binary, perhaps in a temp directory, starting a
-// program looks like nothing a workload does).
+// launchExec reports whether c is an exec the model tier is not asked
+// about: the shim's execve of the command, the launch archangel itself
+// performs (archangel's own binary, perhaps in a temp directory, starting
+// a program looks like nothing a workload does), or an exec of a path
+// that does not exist.
 func (s *Supervisor) launchExec(c *analyzer.Call) bool {
-	if c.Kind != analyzer.KindExec || c.Process.PID != int(s.launchPID.Load()) {
+	if c.Kind != analyzer.KindExec {
+		return false
+	}
+	if _, err := os.Lstat(c.Path); errors.Is(err, os.ErrNotExist) {
+		// A PATH search trying a directory that has no such program:
+		// the exec fails with ENOENT whatever the model says.
+		return true
+	}
+	if c.Process.PID != int(s.launchPID.Load()) {
 		return false
 	}
 	self, err := os.Executable()
