@@ -179,3 +179,32 @@ print("shell status", status)
 		t.Errorf("summary does not count the audited denial:\n%s", r.stderr)
 	}
 }
+
+// TestAnalyzerGlobalConfig: the machine-wide configuration sets the
+// budget of a profile that leaves it unset, and a broken one stops the
+// launch with its position.
+func TestAnalyzerGlobalConfig(t *testing.T) {
+	requireNotify(t)
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "p.toml")
+	os.WriteFile(prof, []byte(`[profile]
+default = "allow"
+[syscalls]
+notify = ["@exec"]
+[supervisor]
+default = "allow"
+advisory = ["exec"]
+[analyzer]
+model = "builtin"
+mode = "audit"
+`), 0o644)
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte("[analyzer]\nbudget = \"3ms\"\n"), 0o644)
+	r := archangel(t, nil, "--config", cfg, "run", "-p", prof, "--", "/bin/sh", "-c", "/bin/true")
+	wantCode(t, r, 0)
+	wantContains(t, "summary", r.stderr, "budget now 3ms")
+	os.WriteFile(cfg, []byte("[analyzer]\nbudget = \"3 ms\"\n"), 0o644)
+	r = archangel(t, nil, "--config", cfg, "run", "-p", prof, "--", "/bin/true")
+	wantCode(t, r, 125)
+	wantContains(t, "stderr", r.stderr, "analyzer.budget")
+}
