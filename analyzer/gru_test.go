@@ -289,7 +289,7 @@ func TestFastExp(t *testing.T) {
 }
 
 // TestADFASmokeGRU runs the GRU protocol on TestADFASmoke's subset with a
-// one-row grid of a small model trained for at most 3 epochs.
+// one-row grid of a small model trained for 2 epochs.
 func TestADFASmokeGRU(t *testing.T) {
 	requireADFA(t)
 	d, err := LoadADFA(adfaDir)
@@ -305,7 +305,7 @@ func TestADFASmokeGRU(t *testing.T) {
 	}
 	sub := &ADFA{Train: every(d.Train, 3), Validation: every(d.Validation, 10), Attack: every(d.Attack, 3)}
 	cfg := DefaultGRUConfig(8, 16, 0.01)
-	cfg.MaxEpochs = 3
+	cfg.MaxEpochs = 2
 	r, err := EvalADFA(sub, EvalOptions{Orders: []int{3}, Bootstrap: 100, Model: ModelGRU, GRUGrid: []GRUConfig{cfg}})
 	if err != nil {
 		t.Fatal(err)
