@@ -59,6 +59,13 @@ const (
 type Options struct {
 	Arch Arch
 	Mode profiles.Mode
+	// NotifyAllowed names system calls whose allow (by a rule or the
+	// default) the kernel turns into a notification, so that the
+	// supervisor sees every one of them; it answers them with the
+	// profile's verdict. archangel uses it for the calls that change a
+	// thread's identity (execve, the setuid family, capset...), whose
+	// cached view it must drop. Denials and kills stay in the kernel.
+	NotifyAllowed []string
 }
 
 // Insn is one classic BPF instruction (struct sock_filter).
@@ -137,6 +144,47 @@ func Decode(ret uint32) (profiles.Action, profiles.Errno) {
 	return profiles.ActionUnset, 0
 }
 
+// notifyAllowed returns pols with every allow of the named calls turned
+// into notify (Options.NotifyAllowed), adding a policy for a call that
+// only the profile default decides.
+func notifyAllowed(p *profiles.Profile, pols []profiles.SyscallPolicy, names []string) []profiles.SyscallPolicy {
+	if len(names) == 0 {
+		return pols
+	}
+	allows := func(a profiles.Action) bool { return a == profiles.ActionAllow || a == profiles.ActionLog }
+	for _, name := range names {
+		if _, ok := profiles.SyscallNr(name); !ok {
+			continue
+		}
+		i := slices.IndexFunc(pols, func(sp profiles.SyscallPolicy) bool { return sp.Name == name })
+		var sp profiles.SyscallPolicy
+		if i >= 0 {
+			sp = pols[i]
+		} else {
+			sp = p.Policy(name)
+		}
+		changed := false
+		if allows(sp.Action) {
+			sp.Action, changed = profiles.ActionNotify, true
+		}
+		conds := slices.Clone(sp.Conds)
+		for j := range conds {
+			if allows(conds[j].Action) {
+				conds[j].Action, changed = profiles.ActionNotify, true
+			}
+		}
+		sp.Conds = conds
+		switch {
+		case i >= 0:
+			pols[i] = sp
+		case changed:
+			pols = append(pols, sp)
+		}
+	}
+	slices.SortStableFunc(pols, func(a, b profiles.SyscallPolicy) int { return a.Nr - b.Nr })
+	return pols
+}
+
 // Compile generates the program for p.
 func Compile(p *profiles.Profile, opts Options) (*Program, error) {
 	if opts.Arch != ArchAMD64 {
@@ -159,7 +207,7 @@ func Compile(p *profiles.Profile, opts Options) (*Program, error) {
 	kill := g.ret(RetKillProcess)
 	defLabel := g.ret(def)
 	// Per-syscall blocks, emitted back to front (see gen).
-	pols := p.Policies()
+	pols := notifyAllowed(p, p.Policies(), opts.NotifyAllowed)
 	for i := len(pols) - 1; i >= 0; i-- {
 		sp := pols[i]
 		if sp.Nr < 0 {

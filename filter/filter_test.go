@@ -371,3 +371,58 @@ func BenchmarkRun(b *testing.B) {
 		}
 	}
 }
+
+// TestNotifyAllowed: the calls named in Options.NotifyAllowed reach the
+// supervisor where the profile allows them (by a rule, a conditional rule
+// or its default); where it denies them the kernel still does; every
+// other call keeps its verdict.
+func TestNotifyAllowed(t *testing.T) {
+	p := parse(t, "n.toml", `[profile]
+default = "allow"
+[syscalls]
+deny = ["setgid"]
+allow = ["@launcher", "setuid"]
+[[syscalls.rule]]
+names = ["capset"]
+action = "deny"
+args = [{ index = 0, op = "eq", value = 0 }]
+`)
+	plain, err := Compile(p, Options{Arch: ArchAMD64, Mode: profiles.ModeEnforce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, err := Compile(p, Options{Arch: ArchAMD64, Mode: profiles.ModeEnforce, NotifyAllowed: []string{"setuid", "setgid", "setresuid", "capset", "nosuchcall"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(prog *Program, name string, arg0 uint64) uint32 {
+		nr, _ := profiles.SyscallNr(name)
+		ret, err := prog.Run(Data{Nr: int32(nr), Arch: AuditArchX8664, Args: [6]uint64{arg0}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ret
+	}
+	for _, tc := range []struct {
+		name string
+		arg0 uint64
+		want uint32
+	}{
+		{"setuid", 0, RetUserNotif},    // explicit allow
+		{"setresuid", 0, RetUserNotif}, // allowed by the default
+		{"capset", 1, RetUserNotif},    // the conditional rule does not match: default allow
+		{"capset", 0, RetErrno | 1},    // the conditional deny stays in the kernel
+		{"setgid", 0, RetErrno | 1},    // denied: stays denied
+		{"getpid", 0, RetAllow},        // not named
+	} {
+		if got := run(prog, tc.name, tc.arg0); got != tc.want {
+			t.Errorf("%s(%d) = %#x, want %#x", tc.name, tc.arg0, got, tc.want)
+		}
+	}
+	if got := run(plain, "setuid", 0); got != RetAllow {
+		t.Errorf("without NotifyAllowed setuid = %#x, want ALLOW", got)
+	}
+	if !slices.Contains(prog.Notified, 105) || !slices.Contains(prog.Notified, 117) {
+		t.Errorf("Notified = %v, want setuid (105) and setresuid (117)", prog.Notified)
+	}
+}

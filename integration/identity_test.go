@@ -9,7 +9,7 @@ import (
 )
 
 // TestEmulatedOpenUsesCurrentCredentials: a root target drops to nobody
-// with setuid calls the profile lets through without notifying, then opens
+// with setuid calls the profile allows in the kernel, then opens
 // a root-only file that a [files] rule allows. The supervisor opens files
 // on the target's behalf, so it must open with the credentials the target
 // has now, not the ones it had at its first notification.
@@ -75,11 +75,12 @@ attempt("nogroups", %[1]q)
 	wantContains(t, "stdout", r.stdout, "nogroups refused")
 }
 
-// TestIdentityFollowsUnnotifiedExec: env execs python without the profile
-// notifying execve; the opens python makes right after must carry
+// TestIdentityFollowsExec: env execs python under a profile that allows
+// execve in the kernel; the opens python makes right after must carry
 // python's executable, not env's, in the event log (rules, the learned
-// overlay and the model key on it).
-func TestIdentityFollowsUnnotifiedExec(t *testing.T) {
+// overlay and the model key on it). archangel notifies every exec anyway
+// (supervisor.IdentityCalls) to drop what it cached about the caller.
+func TestIdentityFollowsExec(t *testing.T) {
 	requireNotify(t)
 	dir := t.TempDir()
 	prof := filepath.Join(dir, "p.toml")

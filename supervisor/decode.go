@@ -284,6 +284,7 @@ var callSpecs = func() []callSpec {
 		// Credentials change: nothing to decode, identity to refresh.
 		"setuid": {forget: true}, "setgid": {forget: true}, "setreuid": {forget: true}, "setregid": {forget: true},
 		"setresuid": {forget: true}, "setresgid": {forget: true}, "setfsuid": {forget: true}, "setfsgid": {forget: true},
+		"setgroups": {forget: true}, "capset": {forget: true}, "unshare": {forget: true}, "setns": {forget: true},
 	}
 	maxNr := 0
 	for name := range byName {

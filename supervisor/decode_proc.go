@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -61,17 +62,38 @@ type procKey struct {
 }
 
 type threadID struct {
-	stat  int     // open /proc/TID/stat, or -1
-	start uint64  // the thread's own start time
-	proc  procKey // its thread group
+	stat    int     // open /proc/TID/stat, or -1
+	start   uint64  // the thread's own start time
+	proc    procKey // its thread group
+	last    procStat
+	checked time.Time // when last was read
+	// creds: the thread's credentials as the emulated open uses them,
+	// read from /proc/TID/status at its first emulated open; nil until
+	// then and after forget.
+	creds *kernel.Creds
 }
 
-// A thread's /proc/TID/stat is read again (pread on the descriptor kept
-// open) for every notification: an execve the profile lets through without
-// notifying changes the memory layout it holds, and the exe must follow at
-// once, since rules and the model key on it. The credentials in procInfo
-// can still go stale when a setuid-family call is not notified; what acts
-// with them (the emulated open) reads them afresh (procCache.creds).
+// identityFresh is how long a thread's /proc/TID/stat, once read, is
+// trusted without reading it again. A TID can only name another task
+// after the kernel's PID counter has wrapped around pid_max (32768 at the
+// least), which takes far more than this many forks. What can change a
+// thread's identity inside the window — an execve (the exe), the setuid
+// family, setgroups, capset, unshare and setns (the credentials) — the
+// filter always notifies (IdentityCalls), and the notification drops the
+// cached identity (forget); what may go stale is only PPID after a
+// reparenting and Comm after PR_SET_NAME, both informational.
+const identityFresh = 50 * time.Millisecond
+
+// IdentityCalls are the system calls that change what archangel caches
+// about a thread: the program it runs and the credentials it opens files
+// with. The filter notifies every allowed one (filter.Options
+// NotifyAllowed); the supervisor drops its cached identity of the caller
+// and answers with the profile's verdict.
+var IdentityCalls = []string{
+	"execve", "execveat",
+	"setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid",
+	"setgroups", "capset", "unshare", "setns",
+}
 
 type procInfo struct {
 	p  analyzer.Process // PID, Exe, ExeIno, UID, EUID, GID, Cgroup
@@ -121,7 +143,11 @@ func (c *procCache) dropThread(tid int) {
 func (c *procCache) lookup(tid int) (analyzer.Process, error) {
 	var st procStat
 	th, ok := c.threads[tid]
-	if ok {
+	now := time.Now()
+	cached := ok && now.Sub(th.checked) < identityFresh
+	if cached {
+		st = th.last
+	} else if ok {
 		b, err := preadProcFile(th.stat, c.buf)
 		if err == nil {
 			st, ok = parseProcStat(b)
@@ -181,6 +207,10 @@ func (c *procCache) lookup(tid int) (analyzer.Process, error) {
 		evictOne(c.procs, maxCachedProcs)
 		c.procs[th.proc] = pi
 	}
+	if !cached {
+		th.last, th.checked = st, now
+		c.threads[tid] = th
+	}
 	p := pi.p
 	p.TID, p.PPID, p.Comm = tid, st.ppid, st.comm
 	return p, nil
@@ -208,8 +238,19 @@ func (c *procCache) newThread(tid int) (threadID, procStat, error) {
 
 // forget drops the cached identity of tid's process.
 func (c *procCache) forget(tid int) {
-	if th, ok := c.threads[tid]; ok {
-		delete(c.procs, th.proc)
+	th, ok := c.threads[tid]
+	if !ok {
+		return
+	}
+	delete(c.procs, th.proc)
+	// Every thread of the process: an execve leaves one thread with new
+	// credentials (capabilities are recomputed), the setuid family as
+	// glibc runs it changes each thread in turn.
+	for t, o := range c.threads {
+		if o.proc == th.proc {
+			o.creds, o.checked = nil, time.Time{}
+			c.threads[t] = o
+		}
 	}
 }
 
@@ -253,9 +294,23 @@ func (c *procCache) stat(tid int) (procStat, error) {
 	return st, nil
 }
 
-// creds reads thread tid's filesystem credentials now: what the kernel
-// would check its own open against.
+// creds returns thread tid's credentials, what the kernel would check its
+// own open against: cached per thread (a call that changes them is always
+// notified, and drops them), read from /proc/TID/status otherwise.
 func (c *procCache) creds(tid int) (kernel.Creds, error) {
+	th, ok := c.threads[tid]
+	if ok && th.creds != nil {
+		return *th.creds, nil
+	}
+	cr, err := c.readCreds(tid)
+	if err == nil && ok {
+		th.creds = &cr
+		c.threads[tid] = th
+	}
+	return cr, err
+}
+
+func (c *procCache) readCreds(tid int) (kernel.Creds, error) {
 	b, err := readProcFile("/proc/"+strconv.Itoa(tid)+"/status", c.buf)
 	if err != nil {
 		return kernel.Creds{}, err

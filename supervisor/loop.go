@@ -212,6 +212,12 @@ func (s *Supervisor) loop() {
 // the notification has been answered already (emulated open, a connect
 // answered from its own goroutine) or is gone, so the loop sends nothing.
 func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) bool {
+	if nr := n.Data.Nr; nr >= 0 && int(nr) < len(callSpecs) && callSpecs[nr].forget {
+		// The call may change the caller's program or credentials
+		// (IdentityCalls, always notified): what archangel knows of the
+		// process is read afresh at its next notification.
+		s.dec.mem.procs.forget(int(n.PID))
+	}
 	if s.learner != nil {
 		return s.learn(n, resp)
 	}

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -207,10 +208,11 @@ func TestProcCache(t *testing.T) {
 	if q, _ := c.lookup(tid); q.Exe != exe {
 		t.Fatalf("after forget Exe = %q", q.Exe)
 	}
-	// A thread entry from an earlier thread with this TID is replaced when
-	// it is re-read, at the next lookup.
+	// A thread entry from an earlier thread with this TID is replaced once
+	// it is re-read (a TID is reused only after the PID counter wraps,
+	// far outside identityFresh).
 	th := c.threads[tid]
-	th.start, th.proc = 1, procKey{pid: 1, start: 1}
+	th.start, th.proc, th.checked = 1, procKey{pid: 1, start: 1}, time.Time{}
 	c.threads[tid] = th
 	if q, _ := c.lookup(tid); q.PID != os.Getpid() {
 		t.Fatalf("reused TID: PID %d", q.PID)
@@ -235,8 +237,11 @@ func TestProcCache(t *testing.T) {
 	if _, err := preadProcFile(th.stat, c.buf); !errors.Is(err, unix.ESRCH) {
 		t.Fatalf("kept stat of a reaped process: %v, want ESRCH", err)
 	}
-	// Every lookup re-reads the kept stat, so the reaped process is
-	// noticed at once.
+	// The decoder only looks up threads blocked in a notification (and
+	// confirms with ID_VALID); an entry is re-read once identityFresh has
+	// passed, and then the reaped process is noticed.
+	th.checked = time.Time{}
+	c.threads[gone] = th
 	if _, err := c.lookup(gone); err == nil {
 		t.Fatal("lookup of a reaped process succeeded")
 	}

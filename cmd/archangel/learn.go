@@ -53,7 +53,7 @@ func (l *learnCmd) Run(g *Globals, logger *slog.Logger) error {
 		extends = l.Profile
 	}
 	lp := supervisor.LearningProfile(base)
-	prog, err := filter.Compile(lp, filter.Options{Arch: filter.ArchAMD64, Mode: profiles.ModeAudit})
+	prog, err := filter.Compile(lp, filter.Options{Arch: filter.ArchAMD64, Mode: profiles.ModeAudit, NotifyAllowed: supervisor.IdentityCalls})
 	if err != nil {
 		return &exitStatus{code: supervisor.ExitFailure, err: fmt.Errorf("compile learning filter: %w", err)}
 	}
