@@ -35,9 +35,9 @@ func (r *riskModel) decide(c *analyzer.Call, f *callFacts) decision {
 		d.action, d.errno = profiles.ActionErrno, profiles.Errno(unix.EPERM)
 		// Only denials say why: Explain allocates, and they are rare.
 		d.rule = fmt.Sprintf("analyzer builtin: risk %.3f ≥ %.3f (%s)", p, r.thr, strings.Join(r.m.Explain(c, &ctx), ", "))
-		return d
+	} else {
+		d.rule = fmt.Sprintf("analyzer builtin: risk %.3f < %.3f", p, r.thr)
 	}
-	d.rule = fmt.Sprintf("analyzer builtin: risk %.3f < %.3f", p, r.thr)
 	if f.SeqOK && f.Seq.Anomalous {
 		// The sequence model reports; it does not decide. Say so where
 		// the call is recorded.

@@ -264,6 +264,13 @@ func writeMetrics(w io.Writer, st Status) {
 	metricSingle(w, "archangel_rules_version", "gauge", "Version of the active rule set.", float64(st.RulesVersion))
 	metricSingle(w, "archangel_targets", "gauge", "Processes below the supervisor.", float64(st.Targets))
 	metricSingle(w, "archangel_handshake_seconds", "gauge", "Duration of the launch handshake.", float64(st.HandshakeNS)/nsPerS)
+	if q := st.Seq; q != nil && q.Active {
+		metricSingle(w, "archangel_sequence_threads_total", "counter", "Threads the syscall tap followed to their end.", float64(q.Threads))
+		metricSingle(w, "archangel_sequence_threads_scored_total", "counter", "Threads a sequence model scored.", float64(q.Scored))
+		metricSingle(w, "archangel_sequence_anomalous_threads_total", "counter", "Threads whose accumulated surprise crossed their program's threshold.", float64(q.Anomalous))
+		metricSingle(w, "archangel_sequence_calls_total", "counter", "System-call records the tap delivered.", float64(q.Calls))
+		metricSingle(w, "archangel_sequence_records_lost_total", "counter", "Records the tap's ring buffer had no room for.", float64(q.Lost))
+	}
 	if st.AnalyzerModel != "" {
 		metricSingle(w, "archangel_analyzer_analyses_total", "counter", "Analyses the model tier completed.", float64(st.AnalyzerDone))
 		metricSingle(w, "archangel_analyzer_overruns_total", "counter", "Analyses that ran past the budget (answered with on_timeout, or late for an in-process model).", float64(st.AnalyzerOverruns))
