@@ -312,31 +312,32 @@ func (c *Cmd) Start() error {
 	if c.Overlay != nil {
 		c.Overlay.start(sup.done)
 	}
-	if c.servers, err = startServers(c.ControlSocket, c.MetricsAddr, sup.stats.Snapshot, logger); err != nil {
-		_ = proc.Kill()
-		sup.stop()
-		c.endTree()
-		c.reapAll()
-		c.removeTree()
-		c.restoreForeground()
-		return &ExitError{Code: ExitFailure, Err: err}
-	}
 	if c.sigc != nil {
 		go c.forward()
 	}
 	// Go-ahead: the shim execs the target, whose execve is our first
-	// notification.
+	// notification. The control socket and metrics come up after it: the
+	// target need not wait for them (about 300 µs), and if they fail the
+	// tree is killed before it can have done much.
 	_, err = unix.Write(sock, []byte{msgGo})
 	sup.stats.HandshakeNS.Store(uint64(time.Since(c.handshakeStart)))
 	if err != nil {
 		_ = proc.Kill()
 		sup.stop()
-		closeAll(c.servers)
 		c.endTree()
 		c.reapAll()
 		c.removeTree()
 		c.restoreForeground()
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("send go-ahead: %w", err)}
+	}
+	if c.servers, err = startServers(c.ControlSocket, c.MetricsAddr, sup.stats.Snapshot, logger); err != nil {
+		_ = proc.Kill()
+		c.endTree()
+		c.reapAll()
+		sup.stop()
+		c.removeTree()
+		c.restoreForeground()
+		return &ExitError{Code: ExitFailure, Err: err}
 	}
 	c.execErr = make(chan error, 1)
 	go c.watchExec(sock)
