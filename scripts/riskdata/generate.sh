@@ -267,6 +267,7 @@ gcc -O1 -o "$WORK/bin/ctool" "$BEN/ctool.c"
 record c-tool "$WORK/bin/ctool"
 record py-admin $PY "$BEN/admin.py"
 record installer sh "$BEN/installer.sh"
+record shims bash "$BEN/shims.sh"
 
 # ---------------------------------------------------------------- hostile
 for c in revshell credread procmem dropexec memfdexec wx ptrace unshare modload; do
