@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -416,7 +417,7 @@ func (p *docParser) scalarArgs(t map[string]any, at string, v *LearnedVerdict) {
 			p.errs.add(pos, "", "%s: argument %d twice", ap, idx)
 		case !slices.Contains(want, idx):
 			decl := "none"
-			if decls := syscallArgs[v.Syscall]; idx < len(decls) {
+			if decls := syscallArgs()[v.Syscall]; idx < len(decls) {
 				decl = decls[idx]
 			}
 			p.errs.add(pos, fmt.Sprintf("the scalar arguments of %s are %s", v.Syscall, indexList(want)),
@@ -487,7 +488,7 @@ func (p *docParser) pointerKey(t map[string]any, at string, v *LearnedVerdict) {
 		v.Access = it.text
 	}
 	if v.Syscall != "" {
-		if _, known := syscallArgs[v.Syscall]; known && !hasPointerArg(v.Syscall) {
+		if _, known := syscallArgs()[v.Syscall]; known && !hasPointerArg(v.Syscall) {
 			p.errs.add(p.valPos(at+".syscall"), "", "%s: %s has no pointer argument, so no path or address decides it", at, v.Syscall)
 		}
 	}
@@ -497,7 +498,7 @@ func (p *docParser) pointerKey(t map[string]any, at string, v *LearnedVerdict) {
 // called name that are not pointers, as the kernel declares its
 // parameters; ok is false when archangel does not know them.
 func ScalarArgs(name string) (idx []int, ok bool) {
-	decls, ok := syscallArgs[name]
+	decls, ok := syscallArgs()[name]
 	if !ok {
 		return nil, false
 	}
@@ -514,7 +515,7 @@ func ScalarArgs(name string) (idx []int, ok bool) {
 // that names a file, a string or a peer (char *, a socket address or
 // message header, a file handle), or "".
 func namesPathOrAddr(name string) string {
-	for _, d := range syscallArgs[name] {
+	for _, d := range syscallArgs()[name] {
 		for _, t := range []string{"char *", "sockaddr", "msghdr", "file_handle"} {
 			if strings.Contains(d, t) {
 				return d
@@ -525,7 +526,7 @@ func namesPathOrAddr(name string) string {
 }
 
 func hasPointerArg(name string) bool {
-	for _, d := range syscallArgs[name] {
+	for _, d := range syscallArgs()[name] {
 		if strings.Contains(d, "*") {
 			return true
 		}
@@ -538,6 +539,10 @@ func hasPointerArg(name string) bool {
 // dangerousGroups and dangerousCalls are never allowed by a learned
 // verdict: a model's estimate is not enough to open them up. A person
 // writes such an allow into the profile itself.
+// syscallArgs is syscallArgsTable, built on first use: the launcher shim
+// and the watchdog, which never look at it, do not pay for it at start.
+var syscallArgs = sync.OnceValue(syscallArgsTable)
+
 var dangerousGroups = []string{"@mount", "@module", "@reboot", "@swap", "@raw-io", "@clock", "@cpu-emulation", "@obsolete", "@keyring", "@io-uring"}
 var dangerousCalls = []string{"kexec_load", "kexec_file_load", "bpf", "perf_event_open", "userfaultfd",
 	"ptrace", "process_vm_readv", "process_vm_writev", "add_key", "request_key", "keyctl"}
@@ -961,7 +966,7 @@ func (o *Overlay) Marshal() []byte {
 					args[i] = fmt.Sprintf("{ index = %d, value = %s }", a.Index, tomlUint(a.Value))
 				}
 				fmt.Fprintf(&b, "args = [%s]", strings.Join(args, ", "))
-				if decls := syscallArgs[v.Syscall]; len(decls) > 0 {
+				if decls := syscallArgs()[v.Syscall]; len(decls) > 0 {
 					var names []string
 					for _, a := range v.Args {
 						if a.Index < len(decls) {
