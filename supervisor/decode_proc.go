@@ -11,6 +11,7 @@ import (
 
 	"github.com/archangel-sandbox/archangel/analyzer"
 	"github.com/archangel-sandbox/archangel/internal/kernel"
+	"github.com/archangel-sandbox/archangel/profiles"
 )
 
 // Bounds of the identity cache: one entry per thread and per process seen
@@ -93,6 +94,21 @@ var IdentityCalls = []string{
 	"execve", "execveat",
 	"setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid",
 	"setgroups", "capset", "unshare", "setns",
+}
+
+// IdentityCallsFor returns IdentityCalls when p makes the supervisor act
+// on who a caller is — path, network or exec rules (emulated opens run
+// with the caller's credentials; rules and the model key on its exe), the
+// model tier, or patterns — and nil otherwise: a profile that decides on
+// syscall numbers and scalar arguments alone never reads the identity,
+// and its execs need not pay a notification.
+func IdentityCallsFor(p *profiles.Profile) []string {
+	if len(p.Files.Read)+len(p.Files.Write)+len(p.Files.Exec)+len(p.Files.Deny)+
+		len(p.Network.Connect)+len(p.Network.Bind)+len(p.Network.Deny)+len(p.Exec.Rules)+len(p.Learned) > 0 ||
+		analysisConfigured(p) || p.Supervisor.Patterns {
+		return IdentityCalls
+	}
+	return nil
 }
 
 type procInfo struct {

@@ -150,7 +150,7 @@ func (r *runCmd) Run(g *Globals, logger *slog.Logger) error {
 			return &exitStatus{code: supervisor.ExitFailure, err: err}
 		}
 	}
-	prog, err := filter.Compile(p, filter.Options{Arch: filter.ArchAMD64, Mode: mode, NotifyAllowed: supervisor.IdentityCalls})
+	prog, err := filter.Compile(p, filter.Options{Arch: filter.ArchAMD64, Mode: mode, NotifyAllowed: supervisor.IdentityCallsFor(p)})
 	if err != nil {
 		return &exitStatus{code: supervisor.ExitFailure, err: fmt.Errorf("compile profile %q: %w", p.Name, err)}
 	}
@@ -209,7 +209,7 @@ func (c *profileCheckCmd) Run(g *Globals) error {
 		return &exitStatus{code: 1, err: err}
 	}
 	defer writeOverlaySummary(g.stdout, ov)
-	prog, err := filter.Compile(p, filter.Options{Arch: filter.ArchAMD64, Mode: p.Mode, NotifyAllowed: supervisor.IdentityCalls})
+	prog, err := filter.Compile(p, filter.Options{Arch: filter.ArchAMD64, Mode: p.Mode, NotifyAllowed: supervisor.IdentityCallsFor(p)})
 	if err != nil {
 		return &exitStatus{code: 1, err: fmt.Errorf("compile profile %q: %w", p.Name, err)}
 	}
@@ -343,7 +343,7 @@ func (c *profileCompileCmd) Run(g *Globals) error {
 	if c.Mode != "" {
 		_ = mode.UnmarshalText([]byte(c.Mode))
 	}
-	prog, err := filter.Compile(p, filter.Options{Arch: filter.ArchAMD64, Mode: mode, NotifyAllowed: supervisor.IdentityCalls})
+	prog, err := filter.Compile(p, filter.Options{Arch: filter.ArchAMD64, Mode: mode, NotifyAllowed: supervisor.IdentityCallsFor(p)})
 	if err != nil {
 		return &exitStatus{code: 1, err: fmt.Errorf("compile profile %q: %w", p.Name, err)}
 	}
