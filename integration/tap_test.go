@@ -100,6 +100,22 @@ func TestSequenceModelRootLearnThenAudit(t *testing.T) {
 	}
 	wantContains(t, "summary", r.stderr, " 1 anomalous")
 
+	// [analyzer] sequence = "kill": the same code path in enforce mode is
+	// killed once the anomaly is found, long before the sleep after it
+	// ends.
+	killProf := filepath.Join(dir, "kill.toml")
+	os.WriteFile(killProf, []byte("[profile]\nextends = [\"app.toml\"]\ndefault = \"allow\"\n[analyzer]\nsequence = \"kill\"\n"), 0o644)
+	oddSleep := victim("errnosleep", append([]string{"5000"}, odd[len(victim("errno")):]...)...)
+	start := time.Now()
+	r = archangel(t, nil, append([]string{"run", "--profile", killProf, "--seq-model", filepath.Join(dir, "app.seq"), "--"}, oddSleep...)...)
+	if r.code != 128+9 || strings.Contains(r.stdout, "slept") {
+		t.Fatalf("sequence = \"kill\": exit %d, want 137 (killed)\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("killed after %v: the anomaly was not acted on while the thread ran", d)
+	}
+	wantContains(t, "summary", r.stderr, " 1 anomalous")
+
 	// --seq-model none turns it off.
 	r = archangel(t, nil, append([]string{"run", "--mode", "audit", "--profile", prof, "--seq-model", "none", "--"}, odd...)...)
 	wantCode(t, r, 0)

@@ -35,6 +35,14 @@ func runVictim(name string, args []string) int {
 			fmt.Println(callByName(sc))
 		}
 		return 0
+	case "errnosleep":
+		// errnosleep MS NAME...: errno NAME..., then sleep MS milliseconds.
+		for _, sc := range args[1:] {
+			fmt.Println(callByName(sc))
+		}
+		time.Sleep(time.Duration(atoi(args[0])) * time.Millisecond)
+		fmt.Println("slept")
+		return 0
 	case "fork":
 		// fork VICTIM ARGS...: run a child victim and relay its output.
 		cmd := exec.Command(os.Args[0], args[1:]...)

@@ -148,6 +148,9 @@ func Diff(a, b *Profile) []Change {
 	if aa.Endpoint != ab.Endpoint {
 		add("analyzer", "endpoint", "%q → %q", aa.Endpoint, ab.Endpoint)
 	}
+	if aa.Sequence != ab.Sequence {
+		add("analyzer", "sequence", "%q → %q", aa.Sequence, ab.Sequence)
+	}
 	if aa.Audit != ab.Audit {
 		add("analyzer", "mode", "audit %t → %t", aa.Audit, ab.Audit)
 	}

@@ -68,6 +68,7 @@
 //	on_timeout = "deny"               # allow | deny | kill
 //	endpoint = ""                     # for http and chat: an http(s) URL on a loopback address
 //	chat_model = ""                   # for chat: the model name the server knows
+//	sequence = "report"               # report | deny | kill: what a thread the sequence model finds anomalous gets
 //
 // Values: actions are allow, deny (alias errno), kill, log, notify. Errnos
 // are Linux names ("EPERM", "ENOSYS", "EWOULDBLOCK"...) or numbers 1..4095,

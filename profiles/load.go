@@ -333,6 +333,9 @@ func (l *layer) overlay(d *layer) {
 	if d.modelAudit != nil {
 		l.modelAudit = d.modelAudit
 	}
+	if d.sequence != nil {
+		l.sequence = d.sequence
+	}
 	for _, s := range d.sources {
 		if !slices.Contains(l.sources, s) {
 			l.sources = append(l.sources, s)
@@ -420,6 +423,9 @@ func (l *layer) profile() *Profile {
 	}
 	if l.modelAudit != nil {
 		p.Analyzer.Audit = *l.modelAudit
+	}
+	if l.sequence != nil {
+		p.Analyzer.Sequence = *l.sequence
 	}
 	return p
 }

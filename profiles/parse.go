@@ -56,6 +56,7 @@ type layer struct {
 	endPos     Pos
 	chatModel  *string
 	modelAudit *bool
+	sequence   *string
 
 	sources []string
 }
@@ -1064,7 +1065,7 @@ func (p *docParser) supervisor(l *layer, t map[string]any) {
 	}
 }
 
-var analyzerKeys = []string{"model", "mode", "budget", "on_timeout", "endpoint", "chat_model"}
+var analyzerKeys = []string{"model", "mode", "budget", "on_timeout", "endpoint", "chat_model", "sequence"}
 
 // AnalyzerModels are the accepted [analyzer] model values.
 var AnalyzerModels = []string{"builtin", "none", "http", "chat"}
@@ -1104,6 +1105,14 @@ func (p *docParser) analyzer(l *layer, t map[string]any) {
 	}
 	if it, ok := p.str(t, at, "chat_model"); ok {
 		l.chatModel = &it.text
+	}
+	if it, ok := p.str(t, at, "sequence"); ok {
+		switch it.text {
+		case "report", "deny", "kill":
+			l.sequence = &it.text
+		default:
+			p.errs.add(it.pos, "report only records an anomalous thread; deny refuses its notified calls; kill ends its process", "analyzer.sequence: unknown response %q (want report, deny or kill)", it.text)
+		}
 	}
 	if it, ok := p.str(t, at, "mode"); ok {
 		switch it.text {

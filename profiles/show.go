@@ -249,6 +249,9 @@ func writeTOML(w io.Writer, p *Profile, header []string) error {
 	if a.Audit {
 		tw.line("mode = \"audit\"")
 	}
+	if a.Sequence != "" {
+		tw.line("sequence = %s", tomlQuote(a.Sequence))
+	}
 	if a.ChatModel != "" {
 		tw.line("chat_model = %s", tomlQuote(a.ChatModel))
 	}

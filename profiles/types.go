@@ -175,6 +175,11 @@ type Analyzer struct {
 	OnTimeout Action        //
 	Endpoint  string        // for "http" and "chat"
 	ChatModel string        // for "chat": the model name sent to the endpoint
+	// Sequence is what a thread the sequence model finds anomalous gets
+	// (see supervisor/seqtap.go): "" or "report" (an event and the
+	// summary, nothing more), "deny" (its notified calls are refused from
+	// then on), "kill" (its process is killed).
+	Sequence string
 	// Audit: the model's verdicts are recorded (events, summary, stats)
 	// but not carried out; the [supervisor] default decides. A shadow
 	// run for a model, the way profile.mode = "audit" is for a profile.

@@ -18,10 +18,11 @@ const (
 	SourceAnalyzer                // the model tier, within its budget (or from its cache)
 	SourceTimeout                 // the model tier's on_timeout verdict: no verdict within the budget
 	SourceLearned                 // a verdict the model reached in earlier runs (the profile's learned overlay, learned.go)
+	SourceSequence                // the sequence model found the calling thread anomalous ([analyzer] sequence = "deny" or "kill")
 	numSources
 )
 
-var sourceNames = [...]string{"rule", "default", "cache", "undecided", "pattern", "analyzer", "timeout", "learned"}
+var sourceNames = [...]string{"rule", "default", "cache", "undecided", "pattern", "analyzer", "timeout", "learned", "sequence"}
 
 func (s Source) String() string {
 	if s >= 0 && int(s) < len(sourceNames) {

@@ -42,6 +42,8 @@ type Supervisor struct {
 	overlay  *OverlayWriter   // records the model's verdicts for the overlay (learned.go); nil without
 	seq      *seqFeeder       // the sequence model's per-thread view (seqtap.go); nil without one
 	dec      *decoder
+	// seqRespond: [analyzer] sequence is "deny" or "kill".
+	seqRespond bool
 	// launchPID is the shim's PID: its execs, while it still runs
 	// archangel's own binary, are the launch itself, not the target's.
 	launchPID atomic.Int32
@@ -70,6 +72,7 @@ func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode
 		return nil, err
 	}
 	s.analysis = tier
+	s.seqRespond = p.Analyzer.Sequence == "deny" || p.Analyzer.Sequence == "kill"
 	if tier != nil {
 		tier.seqThread = s.seqThread
 	}
@@ -251,6 +254,16 @@ func (s *Supervisor) handle(n *kernel.Notif, resp *kernel.NotifResp) bool {
 				d = s.decider.def
 				d.nocache = true
 			}
+		}
+	}
+	if s.seqRespond && s.seq != nil {
+		if t, ok := s.seqThread(int(n.PID)); ok && t.Anomalous {
+			// [analyzer] sequence = "deny" or "kill": the thread's history
+			// no longer looks like its program's; nothing it asks for is
+			// let through (a kill is sent when the anomaly is found).
+			d = decision{action: profiles.ActionErrno, errno: profiles.Errno(unix.EPERM), source: SourceSequence, layer: SourceSequence, nocache: true,
+				rule: fmt.Sprintf("sequence model: thread anomalous (score %.2f > %.2f for %s)", t.Score, t.Threshold, t.Exe)}
+			pl = planContinue
 		}
 	}
 	if s.analysis != nil && call != nil && (d.action == profiles.ActionAllow || d.action == profiles.ActionLog) {

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/archangel-sandbox/archangel/analyzer"
 	"github.com/archangel-sandbox/archangel/internal/tap"
 	"github.com/archangel-sandbox/archangel/profiles"
@@ -773,6 +775,13 @@ func (f *seqFeeder) report(tid int32, th *seqThreadState, nr int32) {
 	th.flagged = true
 	f.c.anomalous.Add(1)
 	score := th.stream.Score()
+	verdict := profiles.ActionLog
+	if f.sup.profile.Analyzer.Sequence == "kill" && f.sup.mode == profiles.ModeEnforce && nr >= 0 {
+		// The thread is still running: end its process now rather than at
+		// its next notified call.
+		_ = unix.Kill(int(th.pid), unix.SIGKILL)
+		verdict = profiles.ActionKill
+	}
 	f.sup.logger.Warn("sequence model: anomalous thread", "pid", th.pid, "tid", tid, "exe", th.exe,
 		"score", score, "threshold", th.prog.Threshold, "profile", f.sup.profile.Name)
 	if f.sup.events == nil {
@@ -780,7 +789,7 @@ func (f *seqFeeder) report(tid int32, th *seqThreadState, nr int32) {
 	}
 	e := Event{
 		Time: time.Now(), PID: uint32(th.pid), TID: int(tid), Exe: th.exe, Comm: procComm(uint32(th.pid)),
-		Kind: "sequence", Verdict: profiles.ActionLog.String(), Source: "sequence", Layer: "sequence",
+		Kind: "sequence", Verdict: verdict.String(), Source: "sequence", Layer: "sequence",
 		Mode: f.sup.mode.String(), Arch: archName(auditArchX8664), Nr: nr,
 		Score: score, Threshold: th.prog.Threshold, Calls: th.stream.Events(),
 	}
