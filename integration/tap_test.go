@@ -116,6 +116,18 @@ func TestSequenceModelRootLearnThenAudit(t *testing.T) {
 	}
 	wantContains(t, "summary", r.stderr, " 1 anomalous")
 
+	// [analyzer] sequence = "deny": the anomalous thread's next notified
+	// call — an open the learned [files] rules allow — is refused; with
+	// "report" the same open succeeds.
+	for _, tc := range []struct{ response, want string }{{"deny", "open: open /sys/kernel/mm/transparent_hugepage/hpage_pmd_size: operation not permitted"}, {"report", "open ok"}} {
+		p := filepath.Join(dir, tc.response+".toml")
+		os.WriteFile(p, []byte("[profile]\nextends = [\"app.toml\"]\ndefault = \"allow\"\n[analyzer]\nsequence = \""+tc.response+"\"\n"), 0o644)
+		oddOpen := victim("errnoopen", append([]string{"/sys/kernel/mm/transparent_hugepage/hpage_pmd_size"}, odd[len(victim("errno")):]...)...)
+		r = archangel(t, nil, append([]string{"run", "--profile", p, "--seq-model", filepath.Join(dir, "app.seq"), "--"}, oddOpen...)...)
+		wantCode(t, r, 0)
+		wantContains(t, "sequence = "+tc.response+" stdout", r.stdout, tc.want)
+	}
+
 	// --seq-model none turns it off.
 	r = archangel(t, nil, append([]string{"run", "--mode", "audit", "--profile", prof, "--seq-model", "none", "--"}, odd...)...)
 	wantCode(t, r, 0)

@@ -35,6 +35,20 @@ func runVictim(name string, args []string) int {
 			fmt.Println(callByName(sc))
 		}
 		return 0
+	case "errnoopen":
+		// errnoopen PATH NAME...: on one locked thread, errno NAME...,
+		// a pause for the sequence model to catch up, then read PATH.
+		runtime.LockOSThread()
+		for _, sc := range args[1:] {
+			fmt.Println(callByName(sc))
+		}
+		time.Sleep(500 * time.Millisecond)
+		if _, err := os.ReadFile(args[0]); err != nil {
+			fmt.Println("open:", err)
+		} else {
+			fmt.Println("open ok")
+		}
+		return 0
 	case "errnosleep":
 		// errnosleep MS NAME...: errno NAME..., then sleep MS milliseconds.
 		for _, sc := range args[1:] {
