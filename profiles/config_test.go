@@ -48,3 +48,49 @@ func TestLoadConfig(t *testing.T) {
 		t.Error("an explicit missing config is no error")
 	}
 }
+
+func TestAnalyzerKeys(t *testing.T) {
+	const head = "[profile]\ndefault = \"allow\"\n[analyzer]\n"
+	for _, tc := range []struct {
+		name, body, err string
+		check       func(a Analyzer) bool
+	}{
+		{name: "chat", body: "model = \"chat\"\nendpoint = \"http://127.0.0.1:8080/v1/chat/completions\"\nchat_model = \"m\"\n",
+			check: func(a Analyzer) bool { return a.Model == "chat" && a.ChatModel == "m" }},
+		{name: "chat without model name", body: "model = \"chat\"\nendpoint = \"http://127.0.0.1:8080/v1/chat/completions\"\n", err: "needs chat_model"},
+		{name: "chat off this machine", body: "model = \"chat\"\nendpoint = \"http://192.0.2.1/v1\"\nchat_model = \"m\"\n", err: "analyzer.endpoint"},
+		{name: "audit", body: "model = \"builtin\"\nmode = \"audit\"\n", check: func(a Analyzer) bool { return a.Audit }},
+		{name: "bad mode", body: "mode = \"shadow\"\n", err: "analyzer.mode"},
+		{name: "sequence kill", body: "sequence = \"kill\"\n", check: func(a Analyzer) bool { return a.Sequence == "kill" }},
+		{name: "bad sequence", body: "sequence = \"panic\"\n", err: "analyzer.sequence"},
+		{name: "default model", body: "", check: func(a Analyzer) bool { return a.Model == "none" && !a.Audit && a.Sequence == "" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Parse("a.toml", []byte(head+tc.body))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "a.toml:") {
+					t.Fatalf("err = %v, want one at a.toml:LINE mentioning %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(p.Analyzer) {
+				t.Errorf("Analyzer = %+v", p.Analyzer)
+			}
+			// What show writes parses back to the same settings.
+			shown, err := p.MarshalTOML()
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := Parse("shown.toml", shown)
+			if err != nil {
+				t.Fatalf("show does not parse back: %v\n%s", err, shown)
+			}
+			if q.Analyzer != p.Analyzer {
+				t.Errorf("after show: %+v, want %+v", q.Analyzer, p.Analyzer)
+			}
+		})
+	}
+}
