@@ -35,6 +35,8 @@ func runVictim(name string, args []string) int {
 			fmt.Println(callByName(sc))
 		}
 		return 0
+	case "ociruntime":
+		return ociRuntimeVictim(args)
 	case "errnoopen":
 		// errnoopen PATH NAME...: on one locked thread, errno NAME...,
 		// a pause for the sequence model to catch up, then read PATH.

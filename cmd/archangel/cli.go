@@ -37,6 +37,7 @@ type cli struct {
 	Syscalls syscallsCmd `cmd:"" help:"List the system calls and @groups profiles may name."`
 	Analyzer analyzerCmd `cmd:"" help:"Offline work on the model tier: evaluate the sequence model on ADFA-LD."`
 	Stats    statsCmd    `cmd:"" help:"Show a running supervisor's live figures."`
+	Agent    agentCmd    `cmd:"" help:"Serve as the OCI seccomp agent: supervise containers whose runtime (runc, crun) sends their listener to a socket."`
 }
 
 // exitStatus carries a command's exit status through kong's error return.
