@@ -176,6 +176,16 @@ func TestSequenceModelUnprivilegedLearnSaysWhy(t *testing.T) {
 	wantCode(t, r, 0)
 	wantContains(t, "run summary", r.stderr, "sequence: not fed (syscall tap unavailable: needs CAP_BPF")
 	wantContains(t, "run summary", r.stderr, "degraded: syscall tap unavailable")
+
+	// --fail-degraded: the same run is refused before the command starts.
+	marker := filepath.Join(dir, "ran")
+	r = archangelAs(t, dir, 65534, "run", "--fail-degraded", "--profile", prof, "--", "/usr/bin/touch", marker)
+	wantCode(t, r, 125)
+	wantContains(t, "stderr", r.stderr, "not started")
+	wantContains(t, "stderr", r.stderr, "syscall tap unavailable")
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("--fail-degraded: the command ran")
+	}
 }
 
 // archangelAs runs a copy of archangel (the built one is in a directory

@@ -53,6 +53,12 @@ type Cmd struct {
 	Profile *profiles.Profile
 	Mode    profiles.Mode // enforce or audit; must match the mode Program was compiled for
 
+	// FailDegraded refuses to start the target when any mechanism is
+	// degraded (no cgroup or watchdog, no pidfd_getfd, no Landlock for an
+	// exec allow-list, no SYNC_WAKE_UP, no syscall tap for a sequence
+	// model): Start fails with ExitFailure before the target's execve.
+	FailDegraded bool
+
 	Path string   // resolved by Command with exec.LookPath
 	Args []string // Args[0] is the command name as given
 	Env  []string // nil: the current environment
@@ -307,6 +313,16 @@ func (c *Cmd) Start() error {
 	c.sup = sup
 	for _, d := range c.degraded {
 		sup.stats.Degrade(d)
+	}
+	if degraded := sup.stats.Snapshot().Degraded; c.FailDegraded && len(degraded) > 0 {
+		// Before the go-ahead: the command never runs.
+		unix.Close(listener)
+		_ = proc.Kill()
+		c.endTree()
+		c.reapAll()
+		c.removeTree()
+		c.restoreForeground()
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("not started: %d mechanism(s) degraded (--fail-degraded): %s", len(degraded), strings.Join(degraded, "; "))}
 	}
 	sup.start()
 	if c.Overlay != nil {

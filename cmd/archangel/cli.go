@@ -124,6 +124,7 @@ type runCmd struct {
 
 	ControlSocket string `help:"Serve live figures to 'archangel stats' on this unix socket (default: $XDG_RUNTIME_DIR/archangel/PID.sock, /run/archangel/PID.sock for root); none: no socket." placeholder:"PATH"`
 	MetricsAddr   string `help:"Serve Prometheus metrics at http://ADDR/metrics; loopback unless ADDR names a host (a bare port means 127.0.0.1:PORT)." placeholder:"ADDR"`
+	FailDegraded  bool   `help:"Do not start the command when a mechanism is degraded (no cgroup or watchdog, no pidfd_getfd, no Landlock for an exec allow-list, no SYNC_WAKE_UP, no syscall tap for a sequence model); exit 125 and say which."`
 	learnedFlags  `embed:""`
 	SeqModel      string `help:"Score each thread's system-call stream with the per-program sequence models in FILE (written by learn) and report threads that cross their threshold; reports only, in every mode. Default: beside a profile file (app.toml: app.seq) when it exists; none: off. Needs root (BPF tracepoint tap)." placeholder:"FILE"`
 }
@@ -159,6 +160,7 @@ func (r *runCmd) Run(g *Globals, logger *slog.Logger) error {
 	cmd.Mode = mode
 	cmd.Logger = logger
 	cmd.ForwardSignals = true
+	cmd.FailDegraded = r.FailDegraded
 	if cmd.SeqModels, err = seqModelsFor(r.SeqModel, r.Profile); err != nil {
 		return &exitStatus{code: supervisor.ExitFailure, err: err}
 	}
