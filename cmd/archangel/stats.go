@@ -281,6 +281,21 @@ func writeStatus(w io.Writer, st supervisor.Status) error {
 		100*st.CacheHitRate, st.CacheHits, st.CacheHits+st.CacheMisses, st.CacheEvictions, st.CacheCapacity)
 	fmt.Fprintf(tw, "decision time\tp50 %s, p99 %s\n", time.Duration(st.DecisionP50NS), time.Duration(st.DecisionP99NS))
 	fmt.Fprintf(tw, "rules\t%d active, version %d\n", st.RulesActive, st.RulesVersion)
+	if st.AnalyzerModel != "" {
+		fmt.Fprintf(tw, "analyzer\t%s: %d analyses (p50 %s, p99 %s), %d over budget, %d deferred, %d failed; budget %s\n",
+			printable(st.AnalyzerModel), st.AnalyzerDone, time.Duration(st.AnalyzerP50NS), time.Duration(st.AnalyzerP99NS),
+			st.AnalyzerOverruns, st.AnalyzerDeferred, st.AnalyzerFailures, time.Duration(st.AnalyzerBudgetNS))
+		if st.AnalyzerAudit {
+			fmt.Fprintf(tw, "\tmode audit: %d calls the model would deny ran\n", st.AnalyzerWouldDeny)
+		}
+	}
+	if q := st.Seq; q != nil {
+		if q.Active {
+			fmt.Fprintf(tw, "sequence\t%d threads scored, %d anomalous, %d calls, %d records lost\n", q.Scored, q.Anomalous, q.Calls, q.Lost)
+		} else if q.Unavailable != "" {
+			fmt.Fprintf(tw, "sequence\tnot fed: %s\n", printable(q.Unavailable))
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -41,6 +41,10 @@ func statsSnapshot() supervisor.Snapshot {
 			Syscall: "connect", Verdict: "deny", Errno: "EPERM", Rule: "web.toml:14:3 (syscalls.deny)"}},
 		RulesActive:  12,
 		RulesVersion: 3,
+
+		AnalyzerModel: "builtin", AnalyzerAudit: true, AnalyzerWouldDeny: 2, AnalyzerDone: 9,
+		AnalyzerP50NS: 3000, AnalyzerP99NS: 40000, AnalyzerOverruns: 1, AnalyzerBudgetNS: 100000,
+		Seq: &supervisor.SeqStats{Active: true, Threads: 5, Scored: 4, Anomalous: 1, Calls: 700},
 	}
 }
 
@@ -106,6 +110,9 @@ func TestStatsText(t *testing.T) {
 				"cache          75.0% hits (3/4), 0 evictions, capacity 4096",
 				"decision time  p50 4µs, p99 20µs",
 				"rules          12 active, version 3",
+				"analyzer       builtin: 9 analyses (p50 3µs, p99 40µs), 1 over budget, 0 deferred, 0 failed; budget 100µs",
+				"               mode audit: 2 calls the model would deny ran",
+				"sequence       4 threads scored, 1 anomalous, 700 calls, 0 records lost",
 				"BUSIEST   NOTIFICATIONS\ncurl      8\nevil?[2J  2\n",
 				"LATEST DENIALS\n",
 				"TIME          PID  COMM  SYSCALL  VERDICT     RULE\n03:04:05.000  42   curl  connect  deny EPERM  web.toml:14:3 (syscalls.deny)\n",
