@@ -1,17 +1,23 @@
-// Package analyzer will hold archangel's model tier: time-budgeted scoring
-// of notified calls that no rule decides, deferred completion into the
-// decision cache, and the learner that turns repeated verdicts into rules
-// (DESIGN.md, step 5). It is pure Go: no fds, no syscalls, no cgo, and it
-// imports nothing from archangel but profiles.
+// Package analyzer holds archangel's models (DESIGN.md, step 5): what the
+// supervisor's model tier consults for notified calls that no rule
+// decides, and what it learns behaviour from. It is pure Go: no fds, no
+// syscalls, no cgo, and it imports nothing from archangel but profiles.
 //
-// The sequence model is the behaviour learner's first part: SeqModel, a
-// Kneser-Ney or Witten-Bell n-gram language model over one program's
-// syscall numbers plus a suffix automaton of its training traces, and
-// Stream, which scores one thread's calls as they happen without
-// allocating (Observe, Score). EvalADFA measures it offline on ADFA-LD;
-// LoadADFA is the one function here that reads files, and the supervisor
-// never calls it.
+// Call is the decoded notified call every layer decides on.
 //
-// The supervisor does not consult the model yet; it decides with rules and
-// the profile's [supervisor] default.
+// The sequence models score one program's stream of system calls:
+// SeqModel, a Kneser-Ney or Witten-Bell n-gram language model plus a
+// suffix automaton of its training traces, and Stream, which scores one
+// thread's calls as they happen without allocating (Observe, Score); the
+// supervisor trains one per program in `archangel learn` and scores every
+// thread with it in `archangel run`, fed by the syscall tap
+// (supervisor/seqtap.go). GRUModel is a recurrent language model for the
+// same streams, evaluated offline only. EvalADFA measures both on ADFA-LD
+// (`archangel analyzer eval`); LoadADFA is the one function here that
+// reads files, and the supervisor never calls it.
+//
+// The per-event risk model is in analyzer/risk: `[analyzer] model =
+// "builtin"`. The time budget, the fallback and the deferred completion
+// are the supervisor's (supervisor/analysis.go), since they need its
+// receive thread and its cache.
 package analyzer
