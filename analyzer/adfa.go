@@ -228,6 +228,9 @@ type EvalOptions struct {
 
 	Model   EvalModel   // ModelGRU adds the GRU LM and the ensemble (gru_eval.go)
 	GRUGrid []GRUConfig // GRU settings to try; default DefaultGRUGrid()
+	// GRUSeeds > 1 also trains the chosen setting from GRUSeeds-1 more
+	// seeds and reports their seed ensemble (gru_eval.go).
+	GRUSeeds int
 }
 
 // EvalADFA runs the protocol of archangel's analyzer issue on d:

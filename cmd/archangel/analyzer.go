@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/archangel-sandbox/archangel/analyzer"
 )
 
@@ -17,10 +20,23 @@ type analyzerEvalCmd struct {
 
 	Model    analyzer.EvalModel `default:"ngram" placeholder:"ngram|gru" help:"ngram: the n-gram LM alone; gru: also train the GRU LM (minutes) and report it and the GRU+n-gram ensemble (the \"gru\" object)."`
 	Progress bool               `help:"Print the hyperparameter grids and training epochs on stderr as they run."`
+	GRUSeeds int                `name:"gru-seeds" default:"1" help:"With --model gru: also train the chosen setting from this many seeds and report their ensemble (mean of the mean NLLs)."`
+	GRUGrid  string             `name:"gru-grid" placeholder:"EMBED/HIDDEN/LR,..." help:"With --model gru: the settings to choose from by held-out NLL instead of the built-in grid, e.g. 32/128/0.003."`
 }
 
 func (c *analyzerEvalCmd) Run(g *Globals) error {
-	opt := analyzer.EvalOptions{Model: c.Model}
+	opt := analyzer.EvalOptions{Model: c.Model, GRUSeeds: c.GRUSeeds}
+	for _, s := range strings.Split(c.GRUGrid, ",") {
+		if s == "" {
+			continue
+		}
+		var e, h int
+		var lr float64
+		if n, err := fmt.Sscanf(s, "%d/%d/%g", &e, &h, &lr); n != 3 || err != nil {
+			return &exitStatus{code: 2, err: fmt.Errorf("--gru-grid %q: want EMBED/HIDDEN/LR, e.g. 32/128/0.003", s)}
+		}
+		opt.GRUGrid = append(opt.GRUGrid, analyzer.DefaultGRUConfig(e, h, lr))
+	}
 	if c.Progress {
 		opt.ProgressTo = g.stderr
 	}
