@@ -201,6 +201,14 @@ func TestStatsFindsSupervisor(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+	// Start returns once the exec is under way (close-on-exec has run);
+	// the new program's argument area is set up a moment later.
+	for i := 0; i < 200; i++ {
+		if b, _ := os.ReadFile("/proc/" + strconv.Itoa(child.Process.Pid) + "/cmdline"); len(b) > 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if got, err := (&statsCmd{Target: strconv.Itoa(child.Process.Pid)}).socket(); err != nil || got != self {
 		t.Errorf("child PID: %q, %v; want %q", got, err, self)
 	}
