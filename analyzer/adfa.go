@@ -166,27 +166,11 @@ type ScoreVariant struct {
 
 // ADFAReport holds the figures of one evaluation run.
 type ADFAReport struct {
-	AUC       float64    `json:"auc"`        // all Validation normals vs all attacks
-	AUCCI     [2]float64 `json:"auc_ci"`     // bootstrap 95% percentile interval
-	DRAt1FPR  float64    `json:"dr_at_1fpr"` // detection at thresholds calibrated on even Validation files
-	DRAt5FPR  float64    `json:"dr_at_5fpr"`
-	DRAt10FPR float64    `json:"dr_at_10fpr"`
-	// TestFPR are the false-positive rates those thresholds give on the odd
-	// Validation files (the held-out test normals).
-	TestFPRAt1  float64 `json:"test_fpr_at_1fpr"`
-	TestFPRAt5  float64 `json:"test_fpr_at_5fpr"`
-	TestFPRAt10 float64 `json:"test_fpr_at_10fpr"`
-	// ROC points on all normals vs all attacks (the literature's figures).
-	ROCDRAt1FPR  float64            `json:"roc_dr_at_1fpr"`
-	ROCDRAt5FPR  float64            `json:"roc_dr_at_5fpr"`
-	ROCDRAt10FPR float64            `json:"roc_dr_at_10fpr"`
-	FARAt90DR    float64            `json:"far_at_90dr"`
-	AUCDedup     float64            `json:"auc_dedup"`
-	DedupNormals int                `json:"dedup_normals"`
-	DedupAttacks int                `json:"dedup_attacks"`
-	Threshold    float64            `json:"threshold"`  // calibrated at 5% FPR; per_family uses it
-	PerFamily    map[string]float64 `json:"per_family"` // detection rate at Threshold
-	FamilySizes  map[string]int     `json:"family_sizes"`
+	// The fixed score's figures: AUC of all Validation normals vs all
+	// attacks with its bootstrap interval, detection at thresholds
+	// calibrated on even Validation files and tested on odd ones, ROC
+	// points, FAR at 90% DR, the deduplicated AUC, per-family detection.
+	DetectionFigures
 
 	TrainSeconds float64 `json:"train_seconds"` // final model on all of Training_Data_Master
 	GridSeconds  float64 `json:"grid_seconds"`
@@ -356,61 +340,7 @@ func EvalADFA(d *ADFA, opt EvalOptions) (*ADFAReport, error) {
 	}
 
 	// 4. Figures.
-	r.AUC = AUC(normal, attack)
-	r.AUCCI = BootstrapAUC(normal, attack, nboot, 1)
-	var cal, test []float64
-	for i, v := range normal {
-		if i%2 == 0 {
-			cal = append(cal, v)
-		} else {
-			test = append(test, v)
-		}
-	}
-	thr := func(f float64) float64 { return ThresholdAtFPR(cal, f) }
-	r.DRAt1FPR, r.TestFPRAt1 = above(attack, thr(0.01)), above(test, thr(0.01))
-	r.DRAt5FPR, r.TestFPRAt5 = above(attack, thr(0.05)), above(test, thr(0.05))
-	r.DRAt10FPR, r.TestFPRAt10 = above(attack, thr(0.10)), above(test, thr(0.10))
-	r.ROCDRAt1FPR = above(attack, ThresholdAtFPR(normal, 0.01))
-	r.ROCDRAt5FPR = above(attack, ThresholdAtFPR(normal, 0.05))
-	r.ROCDRAt10FPR = above(attack, ThresholdAtFPR(normal, 0.10))
-	r.FARAt90DR = FARAtDR(normal, attack, 0.9)
-	r.Threshold = thr(0.05)
-	r.PerFamily, r.FamilySizes = map[string]float64{}, map[string]int{}
-	hits := map[string]int{}
-	for i, t := range d.Attack {
-		r.FamilySizes[t.Family]++
-		if attack[i] > r.Threshold {
-			hits[t.Family]++
-		}
-	}
-	for f, n := range r.FamilySizes {
-		r.PerFamily[f] = float64(hits[f]) / float64(n)
-	}
-
-	// Deduplicated: each distinct Validation trace that is not also a
-	// Training trace once, each distinct attack trace once.
-	key := func(c []int) string { return fmt.Sprint(c) }
-	inTrain := map[string]bool{}
-	for _, t := range d.Train {
-		inTrain[key(t.Calls)] = true
-	}
-	var dn, da []float64
-	seen := map[string]bool{}
-	for i, t := range d.Validation {
-		k := key(t.Calls)
-		if !inTrain[k] && !seen[k] {
-			seen[k] = true
-			dn = append(dn, normal[i])
-		}
-	}
-	clear(seen)
-	for i, t := range d.Attack {
-		if k := key(t.Calls); !seen[k] {
-			seen[k] = true
-			da = append(da, attack[i])
-		}
-	}
-	r.AUCDedup, r.DedupNormals, r.DedupAttacks = AUC(dn, da), len(dn), len(da)
+	r.DetectionFigures = detectionFigures(d, normal, attack, nboot)
 
 	r.Variants = ablation(m, d, r.AUC)
 	if opt.Model == ModelGRU {

@@ -81,8 +81,9 @@ type GRUGridRow struct {
 	History      []GRUEpoch `json:"history"`
 }
 
-// DetectionFigures are one score's figures, computed as for the n-gram
-// (the JSON names are the n-gram's top-level ones).
+// DetectionFigures are one score's figures on ADFA-LD, the same for every
+// model (detectionFigures): the n-gram's are ADFAReport's top-level JSON
+// fields, the GRU's and the ensembles' the same names in their objects.
 type DetectionFigures struct {
 	AUC          float64            `json:"auc"`
 	AUCCI        [2]float64         `json:"auc_ci"`
@@ -341,8 +342,7 @@ func standardiser(normal []float64) func(float64) float64 {
 	return func(x float64) float64 { return (x - mu) / sd }
 }
 
-// detectionFigures computes a score's figures exactly as EvalADFA does
-// for the n-gram's: AUC over all normals vs all attacks with its bootstrap
+// detectionFigures computes a score's figures: AUC over all normals vs all attacks with its bootstrap
 // interval, thresholds on even Validation files tested on odd ones, ROC
 // points, FAR at 90% DR, per-family detection at the 5% threshold, and the
 // deduplicated AUC.

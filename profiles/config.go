@@ -6,8 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"time"
-
-	"github.com/BurntSushi/toml"
 )
 
 // DefaultConfigPath is the machine-wide configuration archangel reads when
@@ -26,16 +24,10 @@ type Config struct {
 	OnTimeout Action        // ActionUnset: not set
 }
 
-type configFile struct {
-	Analyzer struct {
-		Budget    string `toml:"budget"`
-		OnTimeout string `toml:"on_timeout"`
-	} `toml:"analyzer"`
-}
-
 // LoadConfig reads the configuration at path. A missing file at the
 // default path yields an empty Config; at any other path it is an error.
-// Unknown keys are errors with their position, like in profiles.
+// Problems are reported like a profile's: every one at once, each with
+// file:line:col and a hint.
 func LoadConfig(path string) (*Config, error) {
 	explicit := path != ""
 	if path == "" {
@@ -48,36 +40,37 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	var f configFile
-	md, err := toml.Decode(string(b), &f)
-	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("%s:%d:%d: %s", path, pe.Position.Line, pe.Position.Col, pe.Message)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		return nil, fmt.Errorf("%s: unknown key %q (known: analyzer.budget, analyzer.on_timeout)", path, und[0].String())
-	}
+	var errs errList
 	c := &Config{Path: path}
-	if s := f.Analyzer.Budget; s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("%s: analyzer.budget: bad duration %q (write e.g. \"100us\" or \"2ms\")", path, s)
+	if m, p := decodeDoc(path, b, &errs); p != nil {
+		p.checkKeys(m, "", []string{"analyzer"})
+		if t, ok := p.table(m, "", "analyzer"); ok {
+			const at = "analyzer"
+			p.checkKeys(t, at, []string{"budget", "on_timeout"})
+			if it, ok := p.str(t, at, "budget"); ok {
+				d, err := time.ParseDuration(it.text)
+				if err != nil || d <= 0 {
+					p.errs.add(it.pos, "write a positive Go duration such as \"100us\" or \"2ms\"", "analyzer.budget: bad duration %q", it.text)
+				} else {
+					c.Budget = d
+				}
+			}
+			if it, ok := p.str(t, at, "on_timeout"); ok {
+				switch it.text {
+				case "allow":
+					c.OnTimeout = ActionAllow
+				case "deny", "errno":
+					c.OnTimeout = ActionErrno
+				case "kill":
+					c.OnTimeout = ActionKill
+				default:
+					p.errs.add(it.pos, "the verdict a call gets when no analysis is ready in time", "analyzer.on_timeout: unknown verdict %q (want allow, deny or kill)", it.text)
+				}
+			}
 		}
-		c.Budget = d
 	}
-	switch f.Analyzer.OnTimeout {
-	case "":
-	case "allow":
-		c.OnTimeout = ActionAllow
-	case "deny", "errno":
-		c.OnTimeout = ActionErrno
-	case "kill":
-		c.OnTimeout = ActionKill
-	default:
-		return nil, fmt.Errorf("%s: analyzer.on_timeout: unknown verdict %q (want allow, deny or kill)", path, f.Analyzer.OnTimeout)
+	if err := errs.err(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

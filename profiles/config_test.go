@@ -53,7 +53,7 @@ func TestAnalyzerKeys(t *testing.T) {
 	const head = "[profile]\ndefault = \"allow\"\n[analyzer]\n"
 	for _, tc := range []struct {
 		name, body, err string
-		check       func(a Analyzer) bool
+		check           func(a Analyzer) bool
 	}{
 		{name: "chat", body: "model = \"chat\"\nendpoint = \"http://127.0.0.1:8080/v1/chat/completions\"\nchat_model = \"m\"\n",
 			check: func(a Analyzer) bool { return a.Model == "chat" && a.ChatModel == "m" }},

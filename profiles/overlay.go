@@ -14,8 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/BurntSushi/toml"
 )
 
 // The learned overlay: verdicts the supervisor's model tier (or a person,
@@ -200,17 +198,10 @@ var overlayEntryKeys = []string{"syscall", "verdict", "errno", "args", "path", "
 var overlayArgKeys = []string{"index", "op", "value"}
 
 func parseOverlay(file string, data []byte, errs *errList) *Overlay {
-	var m map[string]any
-	if _, err := toml.Decode(string(data), &m); err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			errs.add(offsetPos(file, data, pe.Position.Start, pe.Position.Line), "", "invalid TOML: %s", pe.Message)
-		} else {
-			errs.add(Pos{File: file, Line: 1}, "", "invalid TOML: %v", err)
-		}
+	m, p := decodeDoc(file, data, errs)
+	if p == nil {
 		return nil
 	}
-	p := &docParser{file: file, ix: buildPosIndex(string(data)), errs: errs}
 	ov := &Overlay{File: file}
 	p.checkKeys(m, "", overlayTopKeys)
 	if t, ok := p.table(m, "", "overlay"); ok {

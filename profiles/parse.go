@@ -88,8 +88,9 @@ var listActions = []struct {
 	{"notify", ActionNotify},
 }
 
-// parseDoc parses and checks one document; it does not follow extends.
-func parseDoc(file string, data []byte, errs *errList) *layer {
+// decodeDoc decodes one TOML document (a profile or an overlay) for a
+// docParser; a syntax error is reported at its position and p is nil.
+func decodeDoc(file string, data []byte, errs *errList) (map[string]any, *docParser) {
 	var m map[string]any
 	if _, err := toml.Decode(string(data), &m); err != nil {
 		var pe toml.ParseError
@@ -98,9 +99,17 @@ func parseDoc(file string, data []byte, errs *errList) *layer {
 		} else {
 			errs.add(Pos{File: file, Line: 1}, "", "invalid TOML: %v", err)
 		}
+		return nil, nil
+	}
+	return m, &docParser{file: file, ix: buildPosIndex(string(data)), errs: errs}
+}
+
+// parseDoc parses and checks one document; it does not follow extends.
+func parseDoc(file string, data []byte, errs *errList) *layer {
+	m, p := decodeDoc(file, data, errs)
+	if p == nil {
 		return nil
 	}
-	p := &docParser{file: file, ix: buildPosIndex(string(data)), errs: errs}
 	l := &layer{file: file, named: map[string]bool{}}
 	p.checkKeys(m, "", topKeys)
 	if t, ok := p.table(m, "", "profile"); ok {

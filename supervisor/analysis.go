@@ -227,7 +227,7 @@ func analysisKey(c *analyzer.Call) string {
 // ready within the budget (the analysis goes on and is cached).
 func (t *analysisTier) decide(c *analyzer.Call) decision {
 	start := time.Now()
-	d := t.decideTimed(c)
+	d := t.decideTimed(c, start)
 	t.hist[histIndex(uint64(time.Since(start)))].Add(1)
 	if t.audit {
 		return t.audited(d)
@@ -251,9 +251,8 @@ func (t *analysisTier) audited(d decision) decision {
 	return out
 }
 
-func (t *analysisTier) decideTimed(c *analyzer.Call) decision {
+func (t *analysisTier) decideTimed(c *analyzer.Call, start time.Time) decision {
 	if t.local != nil {
-		start := time.Now()
 		f := t.facts(c)
 		d := t.local.decide(c, &f)
 		t.analyzed.Add(1)

@@ -151,7 +151,7 @@ func (s *Supervisor) decideCallOnce(c *analyzer.Call) (decision, plan, string) {
 	if !v.Matched && !c.Truncated {
 		if ld, ok := s.learned.lookup(c); ok {
 			d = ld // the model's verdict from earlier runs (learned.go)
-		} else if s.analysis != nil && !s.launchExec(c) {
+		} else if s.analysis != nil && !s.modelSkips(c) {
 			// No rule speaks: the model tier, within its budget.
 			d = s.analysis.decide(c)
 		}
@@ -194,12 +194,12 @@ func (s *Supervisor) decideCallOnce(c *analyzer.Call) (decision, plan, string) {
 			c.Name, d.rule, c.Kind, c.Kind.String())}, planContinue, ""
 }
 
-// launchExec reports whether c is an exec the model tier is not asked
+// modelSkips reports whether c is an exec the model tier is not asked
 // about: the shim's execve of the command, the launch archangel itself
 // performs (archangel's own binary, perhaps in a temp directory, starting
 // a program looks like nothing a workload does), or an exec of a path
 // that does not exist.
-func (s *Supervisor) launchExec(c *analyzer.Call) bool {
+func (s *Supervisor) modelSkips(c *analyzer.Call) bool {
 	if c.Kind != analyzer.KindExec {
 		return false
 	}
@@ -211,8 +211,7 @@ func (s *Supervisor) launchExec(c *analyzer.Call) bool {
 	if c.Process.PID != int(s.launchPID.Load()) {
 		return false
 	}
-	self, err := os.Executable()
-	return err == nil && (c.Process.Exe == self || strings.TrimSuffix(c.Process.Exe, " (deleted)") == self)
+	return s.selfExe != "" && strings.TrimSuffix(c.Process.Exe, " (deleted)") == s.selfExe
 }
 
 func errnoOf(err error) unix.Errno {

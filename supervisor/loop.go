@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,7 @@ type Supervisor struct {
 	// launchPID is the shim's PID: its execs, while it still runs
 	// archangel's own binary, are the launch itself, not the target's.
 	launchPID atomic.Int32
+	selfExe   string // archangel's own executable, which the shim runs
 	syncWake  bool
 	done      chan struct{}
 	stopOnce  sync.Once
@@ -67,6 +69,7 @@ func newSupervisor(p *profiles.Profile, prog *filter.Program, mode profiles.Mode
 		done:     make(chan struct{}),
 	}
 	s.decider = newDecider(p, mode, cacheSize(p))
+	s.selfExe, _ = os.Executable()
 	tier, err := newAnalysisTier(p.Analyzer, s.decider.def)
 	if err != nil {
 		return nil, err
